@@ -1,0 +1,24 @@
+"""Pytest set-up shared by the unit tests and ``pytest --nbval book/``.
+
+Everything run by pytest uses the ``smoke`` profile, reads Caltech101 from the shared copy
+beside the checkout when there is one, and keeps its artifacts and results out of the
+committed book (notebook kernels inherit these variables).
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SHARED = ROOT.parent / "shared" / "caltech101" / "101_ObjectCategories"
+
+os.environ["BOOK_PROFILE"] = "smoke"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+if "CALTECH101_DIR" not in os.environ and SHARED.is_dir():
+    os.environ["CALTECH101_DIR"] = str(SHARED)
+_scratch = Path(tempfile.gettempdir()) / "wrong-labels-book-tests"
+os.environ.setdefault("BOOK_RESULTS_DIR", str(_scratch / "results"))
+os.environ.setdefault("BOOK_ARTIFACTS_DIR", str(_scratch / "artifacts"))
+
+collect_ignore_glob = ["book/_build/*", "**/_build/*", ".venv/*", "artifacts/*"]

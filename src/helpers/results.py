@@ -1,0 +1,96 @@
+"""The results store: chapters record headline numbers here, the book reads them back.
+
+One JSON file per profile, ``book/results/<profile>.json``, shaped
+``{"<chapter>": {"<key>": {"value": ..., "profile": ..., "backend": ..., ...}}}``.
+Writes are atomic (temporary file + ``os.replace``) and merge with what other chapters
+recorded, so no number in the book is ever typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS_ENV = "BOOK_RESULTS_DIR"
+
+
+def results_dir() -> Path:
+    """``$BOOK_RESULTS_DIR`` or ``book/results`` of this repository."""
+    env = os.environ.get(RESULTS_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "book" / "results"
+
+
+def results_path(profile: str, directory: Path | str | None = None) -> Path:
+    """Path of the results file for ``profile`` (in ``directory`` or :func:`results_dir`)."""
+    base = Path(directory) if directory is not None else results_dir()
+    return base / f"{profile}.json"
+
+
+def load_results(profile: str, directory: Path | str | None = None) -> dict[str, Any]:
+    """Everything recorded for ``profile`` (an empty dict when nothing is yet)."""
+    path = results_path(profile, directory)
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        data: dict[str, Any] = json.load(f)
+    return data
+
+
+def record(
+    chapter: str,
+    key: str,
+    value: Any,
+    *,
+    profile: str,
+    backend: str | None = None,
+    seed: int | None = None,
+    wall_time_s: float | None = None,
+    directory: Path | str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Record one number (or small JSON value) for ``chapter`` under ``key``.
+
+    The entry carries the profile, backend, seed, date and wall time, and replaces any
+    earlier entry with the same chapter and key. Returns the entry written.
+    """
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    entry: dict[str, Any] = {
+        "value": value,
+        "profile": profile,
+        "backend": backend,
+        "seed": seed,
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 1),
+    }
+    entry.update(extra)
+    path = results_path(profile, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_results(profile, directory)
+    data.setdefault(chapter, {})[key] = entry
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return entry
+
+
+def value(
+    chapter: str, key: str, profile: str, directory: Path | str | None = None, default: Any = None
+) -> Any:
+    """The recorded value of ``chapter``/``key`` for ``profile`` (``default`` if absent)."""
+    entry = load_results(profile, directory).get(chapter, {}).get(key)
+    return default if entry is None else entry["value"]
