@@ -1,0 +1,174 @@
+"""Figures for the chapters: small functions that return a matplotlib ``Figure``.
+
+Figures are built without pyplot's global state, so a cell that ends with one shows it
+exactly once, and nothing leaks between cells. The default resolution is modest on
+purpose: notebooks store their figures and must stay light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+DPI = 72
+
+
+def _grid(nrows: int, ncols: int, cell: float) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(ncols * cell, nrows * cell), dpi=DPI, layout="constrained")
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
+    return fig, axes
+
+
+def _hide(ax: Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def image_grid(
+    images: Sequence[np.ndarray] | np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 6,
+    cell: float = 1.6,
+) -> Figure:
+    """Show images (uint8, or float in [0, 1]) in a grid with optional titles."""
+    n = len(images)
+    if n == 0:
+        raise ValueError("image_grid needs at least one image.")
+    nrows = -(-n // ncols)
+    fig, axes = _grid(nrows, min(ncols, n), cell)
+    for i, ax in enumerate(axes.flat):
+        _hide(ax)
+        if i < n:
+            ax.imshow(images[i])
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    return fig
+
+
+def learning_curves(history: Mapping[str, Sequence[float]], title: str = "") -> Figure:
+    """Training and validation loss and accuracy per epoch, side by side.
+
+    ``history`` is a Keras history dict; every metric with a ``val_`` twin is drawn.
+    """
+    metrics = [k for k in history if not k.startswith("val_") and f"val_{k}" in history]
+    if not metrics:
+        raise ValueError(f"No metric with a validation twin in history keys {sorted(history)}.")
+    fig, axes = _grid(1, len(metrics), 3.2)
+    fig.set_figheight(2.6)
+    for ax, key in zip(axes.flat, metrics, strict=True):
+        epochs = np.arange(1, len(history[key]) + 1)
+        ax.plot(epochs, history[key], label="train")
+        ax.plot(epochs, history[f"val_{key}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key.replace("_", " "), fontsize=9)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def confusion_matrix_plot(
+    cm: np.ndarray, class_names: Sequence[str], title: str = "", xlabel: str = "predicted",
+    ylabel: str = "true",
+) -> Figure:
+    """A count matrix with its numbers written in the cells."""
+    cm = np.asarray(cm)
+    fig = Figure(figsize=(3.2, 2.8), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(cm, cmap="Blues")
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, fontsize=8)
+    ax.set_yticks(ticks, class_names, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    high = cm.max() if cm.size else 0
+    for (i, j), count in np.ndenumerate(cm):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > high / 2 else "black", fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def cam_grid(
+    images: np.ndarray,
+    panels: Mapping[str, np.ndarray],
+    row_titles: Sequence[str] | None = None,
+    cell: float = 1.25,
+) -> Figure:
+    """The original study's figure: each row an image, then one column per named panel.
+
+    Parameters
+    ----------
+    images
+        Display images in [0, 1], shape (N, H, W, 3); drawn in the first column.
+    panels
+        Column title -> RGB overlays in [0, 1], shape (N, H, W, 3), e.g.
+        ``{"regular / shallow": ..., "complementary / deep": ...}``.
+    row_titles
+        One label per row (true label, predictions), shown left of the row.
+    """
+    n = len(images)
+    cols = ["image", *panels]
+    fig, axes = _grid(n, len(cols), cell)
+    for j, name in enumerate(cols):
+        axes[0, j].set_title(name, fontsize=7)
+        for i in range(n):
+            ax = axes[i, j]
+            _hide(ax)
+            ax.imshow(images[i] if j == 0 else panels[name][i])
+            if j == 0 and row_titles is not None:
+                ax.set_ylabel(row_titles[i], fontsize=7)
+    return fig
+
+
+def band_plot(
+    x_labels: Sequence[str],
+    series: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ylabel: str,
+    title: str = "",
+) -> Figure:
+    """Means with shaded intervals against an ordered axis (e.g. layers by depth).
+
+    ``series`` maps a legend label to ``(mean, low, high)`` arrays, one value per x label.
+    """
+    fig = Figure(figsize=(6.4, 2.8), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(x_labels))
+    for label, (mean, low, high) in series.items():
+        ax.plot(x, mean, marker="o", ms=3, label=label)
+        ax.fill_between(x, low, high, alpha=0.2)
+    ax.set_xticks(x, x_labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def curves_plot(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """Several named (x, y) curves on one axis (deletion/insertion, randomisation)."""
+    if ax is None:
+        fig = Figure(figsize=(3.6, 2.6), dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.get_figure()  # type: ignore[assignment]
+    for label, (xs, ys) in curves.items():
+        ax.plot(xs, ys, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
