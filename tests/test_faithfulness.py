@@ -1,0 +1,156 @@
+"""Deletion/insertion curves on a toy "model" whose answer is known.
+
+The toy model looks only at the top two rows of an 8x8 image: p(class 1) is a monotone
+function of their mean. The true saliency is 1 on those rows and 0 elsewhere.
+"""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from helpers.faithfulness import (
+    Curve,
+    auc,
+    deletion_curve,
+    insertion_curve,
+    pixel_ranks,
+    random_saliency,
+)
+
+H = W = 8
+
+
+def region_mean(x):
+    return x[:, :2, :, :].mean(axis=(1, 2, 3))
+
+
+def linear_model(x):
+    p = np.clip(region_mean(x), 0.0, 1.0)
+    return np.stack([1 - p, p], axis=1)
+
+
+def sigmoid_model(x):
+    p = 1 / (1 + np.exp(-8 * (region_mean(x) - 0.5)))
+    return np.stack([1 - p, p], axis=1)
+
+
+def true_saliency(n):
+    s = np.zeros((n, H, W))
+    s[:, :2, :] = 1.0
+    return s
+
+
+def test_deletion_of_the_true_region_gives_the_known_curve():
+    x = np.ones((2, H, W, 1), dtype=np.float32)
+    curve = deletion_curve(linear_model, x, true_saliency(2), class_index=1, steps=4)
+    np.testing.assert_allclose(curve.fractions, [0, 0.25, 0.5, 0.75, 1])
+    # The 16 region pixels are exactly the first quarter deleted.
+    np.testing.assert_allclose(curve.scores, [[1, 0, 0, 0, 0]] * 2)
+    np.testing.assert_allclose(curve.auc, 0.125)
+
+
+def test_insertion_of_the_true_region_gives_the_known_curve():
+    x = np.ones((1, H, W, 1), dtype=np.float32)
+    curve = insertion_curve(linear_model, x, true_saliency(1), 1, steps=4, start=0.0)
+    np.testing.assert_allclose(curve.scores, [[0, 1, 1, 1, 1]])
+    np.testing.assert_allclose(curve.auc, 0.875)
+
+
+def test_true_saliency_beats_a_random_map():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.6, 1.0, size=(6, H, W, 3)).astype(np.float32)
+    true = deletion_curve(sigmoid_model, x, true_saliency(6), 1, steps=16)
+    rand = deletion_curve(sigmoid_model, x, random_saliency((6, H, W), seed=1), 1, steps=16)
+    assert (true.auc < rand.auc).all()
+    assert true.auc.mean() < rand.auc.mean() - 0.2
+    ins_true = insertion_curve(sigmoid_model, x, true_saliency(6), 1, steps=16, start=0.0)
+    ins_rand = insertion_curve(
+        sigmoid_model, x, random_saliency((6, H, W), seed=1), 1, steps=16, start=0.0
+    )
+    assert (ins_true.auc > ins_rand.auc).all()
+    # Deleting the true region drops the score faster than anything else at every step.
+    assert (true.scores <= rand.scores + 1e-12).all()
+
+
+def test_batches_are_bounded_and_do_not_change_the_result():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, size=(3, H, W, 1)).astype(np.float32)
+    sal = rng.random((3, H, W))
+    sizes = []
+
+    def recording_model(batch):
+        sizes.append(len(batch))
+        assert batch.dtype == np.float32
+        return sigmoid_model(batch)
+
+    small = deletion_curve(recording_model, x, sal, [0, 1, 0], steps=5, batch_size=4)
+    assert max(sizes) <= 4 and sum(sizes) == 3 * 6 and len(sizes) == 5
+    big = deletion_curve(sigmoid_model, x, sal, [0, 1, 0], steps=5, batch_size=1000)
+    np.testing.assert_array_equal(small.scores, big.scores)
+    # One class per image: image 0 and 2 follow class 0, image 1 class 1.
+    np.testing.assert_allclose(small.scores[:, 0], sigmoid_model(x)[[0, 1, 2], [0, 1, 0]])
+
+
+def test_endpoints_are_the_image_and_the_fill():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, size=(2, H, W, 3)).astype(np.float32)
+    seen = []
+
+    def recording_model(batch):
+        seen.append(batch.copy())
+        return sigmoid_model(batch)
+
+    insertion_curve(recording_model, x, rng.random((2, H, W)), 0, steps=2, blur_sigma=1.5)
+    batch = np.concatenate(seen)  # image-major: (img0: s0, s1, s2), (img1: ...)
+    blurred = ndimage.gaussian_filter(x, sigma=(0, 1.5, 1.5, 0))
+    np.testing.assert_allclose(batch[[0, 3]], blurred, atol=1e-6)
+    np.testing.assert_array_equal(batch[[2, 5]], x)
+    seen.clear()
+    deletion_curve(recording_model, x, rng.random((2, H, W)), 0, steps=2, baseline=0.25)
+    batch = np.concatenate(seen)
+    np.testing.assert_array_equal(batch[[0, 3]], x)
+    np.testing.assert_array_equal(batch[[2, 5]], 0.25)
+    assert ((batch[1] == x[0]) | (batch[1] == 0.25)).all()
+    assert (batch[1] == 0.25).all(axis=-1).sum() == H * W // 2  # whole pixels, all channels
+
+
+def test_single_image_and_ties_broken_reproducibly():
+    x = np.ones((H, W, 1), dtype=np.float32)
+    flat = np.zeros((H, W))  # all tied: the order is the seeded random one
+    a = deletion_curve(linear_model, x, flat, 1, steps=8, seed=4)
+    b = deletion_curve(linear_model, x, flat, 1, steps=8, seed=4)
+    assert a.scores.shape == (1, 9)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    ranks = pixel_ranks(np.zeros((1, H, W)), seed=4)[0]
+    assert sorted(ranks) == list(range(H * W))
+    assert not (ranks == np.arange(H * W)).all()  # not raster order
+
+
+def test_pixel_ranks_most_salient_first():
+    sal = np.array([[[0.1, 0.9], [0.5, 0.3]]])
+    np.testing.assert_array_equal(pixel_ranks(sal), [[3, 0, 1, 2]])
+
+
+def test_auc_trapezoid_and_random_saliency():
+    assert auc([0, 0.5, 1], [1, 1, 1]) == pytest.approx(1.0)
+    assert auc([0, 0.5, 1], [1, 0, 0]) == pytest.approx(0.25)
+    assert Curve(np.array([0.0, 1.0]), np.array([[0.0, 1.0]])).auc[0] == pytest.approx(0.5)
+    r = random_saliency((2, 3, 4), seed=5)
+    assert r.shape == (2, 3, 4) and ((r >= 0) & (r < 1)).all()
+    np.testing.assert_array_equal(r, random_saliency((2, 3, 4), seed=5))
+
+
+def test_bad_input_is_refused_with_a_clear_message():
+    x = np.zeros((2, H, W, 1), dtype=np.float32)
+    with pytest.raises(ValueError, match="Resize the maps"):
+        deletion_curve(linear_model, x, np.zeros((2, 4, 4)), 0)
+    with pytest.raises(ValueError, match="probabilities shaped"):
+        deletion_curve(lambda b: b.mean(axis=(1, 2, 3)), x, np.zeros((2, H, W)), 0)
+    with pytest.raises(ValueError, match="unknown fill"):
+        insertion_curve(linear_model, x, np.zeros((2, H, W)), 0, start="grey")
+    with pytest.raises(ValueError, match="does not broadcast"):
+        deletion_curve(linear_model, x, np.zeros((2, H, W)), 0, baseline=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="out of range"):
+        deletion_curve(linear_model, x, np.zeros((2, H, W)), 2)
+    with pytest.raises(ValueError, match="must match fractions"):
+        auc([0, 1], [[1, 2, 3]])
