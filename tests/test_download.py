@@ -52,7 +52,11 @@ def build_archive(folder: Path, extra=None):
     """
     inner = folder / "101_ObjectCategories.tar.gz"
     with tarfile.open(inner, "w:gz") as tf:
-        for name in ("airplanes/image_0001.jpg", "airplanes/image_0002.jpg", "watch/image_0001.jpg"):
+        for name in (
+            "airplanes/image_0001.jpg",
+            "airplanes/image_0002.jpg",
+            "watch/image_0001.jpg",
+        ):
             add_bytes(tf, f"{FOLDER}/{name}", jpeg_bytes())
         if extra is not None:
             extra(tf)

@@ -264,7 +264,7 @@ def load_cached(path: Path, key: str, size: int) -> Dataset | None:
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             arrays: dict[str, Any] = {k: f[k] for k in f.files}  # reading checks each CRC
         ds = Dataset(
             x_train=arrays["x_train"],
