@@ -1,0 +1,277 @@
+"""Train every complementary loss over several seeds on the same data, split and model.
+
+Each run trains the book's Xception with :func:`helpers.training.train_model` on complementary
+labels only (training *and* validation labels; the true labels are used for nothing but the
+final test score), then records its true and pseudo test accuracy, epochs and wall time in the
+results store under ``complementary_sweep/<loss>/seed<seed>``. Ordinary cross-entropy on the true
+labels is trained the same way as the reference row. Models already trained are loaded from
+the artifacts, unless ``--retrain``.
+
+Usage::
+
+    python scripts/sweep_losses.py --profile laptop
+    KERAS_BACKEND=jax python scripts/sweep_losses.py --profile paper --losses article nn --seeds 0
+
+Only ``keras.ops``-based helpers are used, so the JAX backend runs it without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from helpers.complementary import (
+    LOSS_NAMES,
+    complementary_labels,
+    expected_pseudo_accuracy,
+    pseudo_accuracy,
+    true_accuracy,
+)
+from helpers.data import Dataset, load_dataset, preprocess, stratified_split
+from helpers.manifest import format_manifest, run_manifest
+from helpers.profiles import Profile, get_profile
+from helpers.results import record
+
+CHAPTER = "complementary_sweep"
+REFERENCE = "crossentropy"
+VAL_FRACTION = 0.2  # share of every training class carved out for validation
+SPLIT_SEED = 0  # one validation split for every loss and seed: only labels and weights vary
+TEST_LABEL_SEED = 10_000  # one fixed draw of test complementary labels, for pseudo accuracy
+
+
+@dataclass
+class SweepData:
+    """Images and labels shared by every run of the sweep."""
+
+    dataset: Dataset
+    idx_fit: np.ndarray
+    idx_val: np.ndarray
+    ybar_test: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.class_names)
+
+
+def prepare_data(profile: Profile, max_per_class: int | None = None) -> SweepData:
+    """Load the data set once; carve the validation split; draw the test complementary labels."""
+    ds = load_dataset(profile=profile, max_per_class=max_per_class)
+    idx_fit, idx_val = stratified_split(ds.y_train, VAL_FRACTION, seed=SPLIT_SEED)
+    ybar_test = complementary_labels(ds.y_test, len(ds.class_names), seed=TEST_LABEL_SEED)
+    return SweepData(ds, idx_fit, idx_val, ybar_test)
+
+
+def training_labels(data: SweepData, loss: str, seed: int) -> np.ndarray:
+    """True labels for the reference, else complementary labels drawn with ``seed``."""
+    y = data.dataset.y_train
+    return y if loss == REFERENCE else complementary_labels(y, data.num_classes, seed)
+
+
+def run_name(loss: str, max_per_class: int | None) -> str:
+    """Artifact name; a capped data set gets its own, so it never loads a full-data model."""
+    return f"sweep-{loss}" + ("" if max_per_class is None else f"-cap{max_per_class}")
+
+
+def train_and_score(
+    data: SweepData,
+    loss: str,
+    seed: int,
+    profile: Profile,
+    *,
+    max_per_class: int | None = None,
+    retrain: bool = False,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Train (or load) one model and score it on the test set; return its result row."""
+    from helpers.training import train_model
+
+    labels = training_labels(data, loss, seed)
+    ds = data.dataset
+    trained = train_model(
+        run_name(loss, max_per_class),
+        ds.x_train[data.idx_fit],
+        labels[data.idx_fit],
+        ds.x_train[data.idx_val],
+        labels[data.idx_val],
+        profile=profile,
+        loss=loss,
+        seed=seed,
+        num_classes=data.num_classes,
+        retrain=retrain,
+        verbose=verbose,
+    )
+    scores = trained.model.predict(preprocess(ds.x_test), batch_size=profile.batch_size, verbose=0)
+    accuracy = true_accuracy(scores, ds.y_test)
+    return {
+        "loss": loss,
+        "seed": seed,
+        "true_accuracy": accuracy,
+        "pseudo_accuracy": pseudo_accuracy(scores, data.ybar_test),
+        "expected_pseudo_accuracy": expected_pseudo_accuracy(accuracy, data.num_classes),
+        "epochs": int(trained.epochs_run),
+        "best_epoch": int(trained.best_epoch),
+        "wall_time_s": float(trained.wall_time_s),
+        "loaded_from_cache": bool(trained.loaded_from_cache),
+        "train_images": int(len(data.idx_fit)),
+        "val_images": int(len(data.idx_val)),
+        "test_images": int(len(ds.y_test)),
+    }
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One printed line per run."""
+    cached = "  (loaded)" if row["loaded_from_cache"] else ""
+    return (
+        f"{row['loss']:<12} seed {row['seed']}: true acc {row['true_accuracy']:.3f}  "
+        f"pseudo acc {row['pseudo_accuracy']:.3f} (expected {row['expected_pseudo_accuracy']:.3f})  "
+        f"epochs {row['epochs']:>3}  {row['wall_time_s']:7.1f} s{cached}"
+    )
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per loss: mean and sample standard deviation (0 for one seed) over its seeds."""
+    summary: dict[str, dict[str, Any]] = {}
+    for loss in dict.fromkeys(r["loss"] for r in rows):
+        mine = [r for r in rows if r["loss"] == loss]
+        entry: dict[str, Any] = {"seeds": [r["seed"] for r in mine], "n": len(mine)}
+        for key in ("true_accuracy", "pseudo_accuracy", "epochs", "wall_time_s"):
+            values = np.array([r[key] for r in mine], dtype=np.float64)
+            entry[f"{key}_mean"] = float(values.mean())
+            entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        summary[loss] = entry
+    return summary
+
+
+def format_summary(summary: dict[str, dict[str, Any]]) -> str:
+    """The final table: mean +- standard deviation over seeds."""
+    lines = [
+        f"{'loss':<12} {'seeds':>5}  {'true accuracy':>15}  {'pseudo accuracy':>15}  "
+        f"{'epochs':>6}  {'time/run':>8}"
+    ]
+    for loss, s in summary.items():
+        lines.append(
+            f"{loss:<12} {s['n']:>5}  {s['true_accuracy_mean']:.3f} ± {s['true_accuracy_std']:.3f}"
+            f"    {s['pseudo_accuracy_mean']:.3f} ± {s['pseudo_accuracy_std']:.3f}  "
+            f"{s['epochs_mean']:>6.1f}  {s['wall_time_s_mean']:>6.0f} s"
+        )
+    return "\n".join(lines)
+
+
+def run_sweep(
+    profile: Profile,
+    losses: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    results_dir: str | None = None,
+    retrain: bool = False,
+    max_per_class: int | None = None,
+    verbose: bool = True,
+    command: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train every ``loss`` for every ``seed``, record each result; return the result rows."""
+    manifest = run_manifest(profile)
+    print(format_manifest(manifest), flush=True)
+    data = prepare_data(profile, max_per_class)
+    extra = {"device": manifest["device"], "command": command, "max_per_class": max_per_class}
+    rows = []
+    for loss in losses:
+        for seed in seeds:
+            row = train_and_score(
+                data,
+                loss,
+                seed,
+                profile,
+                max_per_class=max_per_class,
+                retrain=retrain,
+                verbose=verbose,
+            )
+            record(
+                CHAPTER,
+                f"{loss}/seed{seed}",
+                row,
+                profile=profile.name,
+                seed=seed,
+                wall_time_s=row["wall_time_s"],
+                directory=results_dir,
+                **extra,
+            )
+            print(format_row(row), flush=True)
+            rows.append(row)
+    summary = summarise(rows)
+    for loss, entry in summary.items():
+        record(
+            CHAPTER, f"{loss}/summary", entry, profile=profile.name, directory=results_dir, **extra
+        )
+    print(format_summary(summary), flush=True)
+    return rows
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="smoke, laptop or paper "
+        "(default: $BOOK_PROFILE, else paper with a GPU and laptop without)",
+    )
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        default=[*LOSS_NAMES, REFERENCE],
+        choices=[*LOSS_NAMES, REFERENCE],
+        metavar="LOSS",
+        help=f"losses to train (default: all of {', '.join(LOSS_NAMES)} and {REFERENCE})",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=None, help="seeds (default: the profile's)"
+    )
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="results store directory (default: $BOOK_RESULTS_DIR or book/results)",
+    )
+    parser.add_argument(
+        "--retrain", action="store_true", help="train again even where saved weights exist"
+    )
+    parser.add_argument(
+        "--max-per-class",
+        type=int,
+        default=None,
+        help="cap images per class (quick checks only; default: the book's data)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = parse_args(argv)
+    profile = get_profile(args.profile)
+    seeds = list(args.seeds) if args.seeds is not None else list(profile.seeds)
+    command = "python scripts/sweep_losses.py " + shlex.join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    start = time.perf_counter()
+    run_sweep(
+        profile,
+        args.losses,
+        seeds,
+        results_dir=args.results_dir,
+        retrain=args.retrain,
+        max_per_class=args.max_per_class,
+        verbose=not args.quiet,
+        command=command,
+    )
+    print(f"Sweep finished in {(time.perf_counter() - start) / 60:.1f} min.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
