@@ -19,6 +19,7 @@ from helpers.data import (
     deprocess,
     format_table,
     image_size_stats,
+    label_counts,
     load_dataset,
     load_image,
     preprocess,
@@ -101,6 +102,11 @@ def test_pixels_match_the_files(data_dir, tmp_path):
 def test_unknown_class_lists_available_ones(data_dir, tmp_path):
     with pytest.raises(ValueError, match="Unknown class 'cats'.*Leopards, Motorbikes, airplanes"):
         load_dataset(16, classes=("airplanes", "cats"), data_dir=data_dir, cache_dir=tmp_path)
+
+
+def test_parent_folder_gets_a_hint(data_dir):
+    with pytest.raises(ValueError, match="Point at .*101_ObjectCategories instead"):
+        sample_paths(data_dir.parent)
 
 
 def test_cap_for_unselected_class_is_an_error(data_dir):
@@ -218,7 +224,9 @@ def test_image_size_stats(data_dir):
     assert stats["watch"]["images"] == 12 and stats["watch"]["non_rgb"] == 1
     assert stats["Leopards"]["unreadable"] == 1 and stats["Leopards"]["images"] == 8
     assert stats["airplanes"]["width_min"] == 42 and stats["airplanes"]["width_max"] == 80
-    assert stats["airplanes"]["height_median"] == 40  # heights 31..50
+    assert stats["airplanes"]["height_median"] == 40  # heights 31..50: 40.5 rounds to even
+    assert stats["airplanes"]["aspect_median"] == round(float(np.median(
+        [(40 + 2 * i) / (30 + i) for i in range(1, 21)])), 2)  # fmt: skip
 
 
 def test_counts_table_and_format(data_dir, tmp_path):
@@ -232,6 +240,10 @@ def test_counts_table_and_format(data_dir, tmp_path):
     assert text[0].split() == ["class", "available", "sampled", "skipped", "train", "test"]
     assert text[-1].split()[:3] == ["all", "41", "31"]
     assert class_counts(data_dir) == SIZES
+
+
+def test_label_counts():
+    assert label_counts(np.array([2, 0, 2]), ("a", "b", "c")) == {"a": 1, "b": 0, "c": 2}
 
 
 def test_show_samples_grid(data_dir, tmp_path):

@@ -105,9 +105,14 @@ def list_images(data_dir: Path | str, class_name: str) -> list[str]:
     """
     folder = Path(data_dir) / class_name
     if not folder.is_dir():
+        hint = ""
+        if (Path(data_dir) / "101_ObjectCategories").is_dir():
+            hint = f" Point at {Path(data_dir) / '101_ObjectCategories'} instead (its sub-folder)."
         raise ValueError(
             f"Unknown class {class_name!r} in {data_dir}. Available classes: "
             + ", ".join(available_classes(data_dir))
+            + "."
+            + hint
         )
     names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name[0] != ".")
     return [f"{class_name}/{name}" for name in names]
@@ -361,11 +366,12 @@ def _cache_root(directory: Path | str | None) -> Path:
 
 def image_size_stats(
     data_dir: Path | str | None = None, classes: Sequence[str] = DEFAULT_CLASSES
-) -> dict[str, dict[str, int]]:
+) -> dict[str, dict[str, float]]:
     """Original sizes and colour modes of every file of each class (headers only).
 
-    Returns, per class, ``images``, ``width_min``/``median``/``max``, the same for
-    ``height``, ``non_rgb`` (grayscale, palette, CMYK ... images) and ``unreadable``.
+    Returns, per class, ``images``, ``non_rgb`` (grayscale, palette, CMYK ... files),
+    ``unreadable``, ``width_min``/``_median``/``_max``, the same for ``height``, and
+    ``aspect_median`` (width / height, two decimals).
     """
     root = find_data_dir(data_dir)
     stats = {}
@@ -378,14 +384,21 @@ def image_size_stats(
                     non_rgb += im.mode != "RGB"
             except OSError:
                 unreadable += 1
-        wh = np.array(sizes, dtype=np.int64).reshape(-1, 2)
-        row = {"images": len(sizes), "non_rgb": non_rgb, "unreadable": unreadable}
+        wh = np.array(sizes or [(0, 1)], dtype=np.float64)
+        row: dict[str, float] = {"images": len(sizes), "non_rgb": non_rgb, "unreadable": unreadable}
         for i, dim in enumerate(("width", "height")):
-            col = wh[:, i] if len(wh) else np.zeros(1, np.int64)
-            row |= {f"{dim}_min": int(col.min()), f"{dim}_median": int(np.median(col)),
-                    f"{dim}_max": int(col.max())}  # fmt: skip
+            row[f"{dim}_min"] = int(wh[:, i].min())
+            row[f"{dim}_median"] = round(float(np.median(wh[:, i])))
+            row[f"{dim}_max"] = int(wh[:, i].max())
+        row["aspect_median"] = round(float(np.median(wh[:, 0] / wh[:, 1])), 2)
         stats[name] = row
     return stats
+
+
+def label_counts(y: ArrayLike, class_names: Sequence[str]) -> dict[str, int]:
+    """How many labels of each class ``y`` holds, by class name (zeros included)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64).reshape(-1), minlength=len(class_names))
+    return {name: int(n) for name, n in zip(class_names, counts, strict=True)}
 
 
 def counts_table(ds: Dataset, data_dir: Path | str | None = None) -> list[dict[str, Any]]:
