@@ -1,12 +1,43 @@
 """Helpers for the book *What does a model trained only on wrong labels look at?*
 
-Importing the package quietens TensorFlow's C++ start-up logging, so that notebook
-outputs (and nbval) only ever see what the book prints on purpose.
+Importing the package imports the Keras backend once with the process's stderr silenced:
+TensorFlow's C++ layer writes start-up lines (oneDNN, CUDA probing) straight to file
+descriptor 2 before any Python logging setting can stop it, and those lines would land in
+every notebook's stored outputs. Python exceptions are unaffected: they are not written
+through file descriptor 2 during the import.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
 
 __version__ = "0.1.0"
+
+
+def _import_backend_quietly() -> None:
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (some embedded interpreters)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+
+            tensorflow.config.list_physical_devices("GPU")  # the CUDA probe logs too
+        except ImportError:
+            pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_backend_quietly()

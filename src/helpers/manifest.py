@@ -63,7 +63,7 @@ class Run:
         """Seconds since the chapter started."""
         return time.perf_counter() - self.started
 
-    def finish(self, record_result: bool = True) -> float:
+    def finish(self, record_result: bool = True) -> None:
         """Print the chapter's wall time and record it in the results store."""
         seconds = self.elapsed()
         if record_result:
@@ -73,7 +73,6 @@ class Run:
                    wall_time_s=seconds)
         print(f"Chapter {self.chapter!r} ran in {seconds / 60:.1f} min at the "
               f"{self.profile.name!r} profile.")
-        return seconds
 
 
 def run_manifest(profile: Profile) -> dict[str, Any]:
