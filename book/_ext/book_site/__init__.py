@@ -1,0 +1,32 @@
+"""The book's own Sphinx extension: tables generated at build time, and a page-hygiene fix.
+
+Loaded from ``_config.yml`` (``sphinx: local_extensions: {book_site: _ext}``). It adds
+
+- ``{results-table}``: the headline results (ours from ``book/results/<profile>.json`` beside
+  the original study's), so no number in the prose is retyped;
+- ``{profiles-table}``: the run profiles, read from ``helpers.profiles.PROFILES``;
+- ``{headline-figure}`` and ``{chapter-map}``: intro parts that follow what the book holds;
+- a fix for inline scripts that Sphinx 7 writes twice on every page (see ``scripts.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sphinx.application import Sphinx
+
+from book_site.intro_parts import ChapterMap, HeadlineFigure
+from book_site.profiles_table import ProfilesTable
+from book_site.results_table import ResultsTable
+from book_site.scripts import drop_duplicate_scripts
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the directives and the script de-duplication with Sphinx."""
+    app.add_directive("results-table", ResultsTable)
+    app.add_directive("profiles-table", ProfilesTable)
+    app.add_directive("headline-figure", HeadlineFigure)
+    app.add_directive("chapter-map", ChapterMap)
+    # Late priority: run after every extension has added its page assets.
+    app.connect("html-page-context", drop_duplicate_scripts, priority=900)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,121 @@
+"""``{results-table}``: the headline results, read from the results store at build time.
+
+Our test accuracies come from ``book/results/<profile>.json`` (written by the chapters through
+``helpers.results.record``); the original study's are the numbers it published. A cell whose
+chapter has not been run says so instead of showing a number.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx.util.docutils import SphinxDirective
+
+from book_site.tables import make_table
+from helpers.results import load_results, results_path
+
+# (chapter, key, column title) for each column: the results-store entries the table shows.
+COLUMNS = (
+    ("regular", "test_accuracy", "Ordinary labels"),
+    ("complementary", "test_accuracy", "Complementary labels only"),
+)
+# What the original study reported (Xception from scratch, 299x299, 128 test images).
+ORIGINAL = {"regular": "93.75%", "complementary": "91.41%"}
+# The first profile with any headline number wins: paper repeats the original's settings.
+PREFERRED_PROFILES = ("paper", "laptop")
+NOT_RUN = "not yet run"
+
+
+def headline_entries(
+    results_dir: Path, profiles: tuple[str, ...] = PREFERRED_PROFILES
+) -> tuple[str | None, dict[str, dict[str, Any] | None]]:
+    """The first profile in ``profiles`` with a headline entry, and its entry per chapter.
+
+    Returns ``(None, {chapter: None, ...})`` when no profile has any headline number yet.
+    """
+    for profile in profiles:
+        data = load_results(profile, results_dir)
+        entries = {chapter: data.get(chapter, {}).get(key) for chapter, key, _ in COLUMNS}
+        if any(entry is not None for entry in entries.values()):
+            return profile, entries
+    return None, {chapter: None for chapter, _, _ in COLUMNS}
+
+
+def _check_fraction(number: Any, where: str) -> float:
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise ValueError(f"{where}: expected an accuracy between 0 and 1, got {number!r}")
+    if not (0.0 <= float(number) <= 1.0) or math.isnan(float(number)):
+        raise ValueError(
+            f"{where}: accuracy {number!r} is outside [0, 1]; record fractions, not percentages"
+        )
+    return float(number)
+
+
+def format_accuracy(value: Any, where: str = "results") -> str:
+    """An accuracy as a percentage: one number, or mean ± sd over a list of seeds."""
+    if isinstance(value, list | tuple):
+        numbers = [_check_fraction(v, where) for v in value]
+        if not numbers:
+            raise ValueError(f"{where}: empty list of accuracies")
+        if len(numbers) == 1:
+            return f"{100 * numbers[0]:.2f}%"
+        mean = sum(numbers) / len(numbers)
+        sd = math.sqrt(sum((n - mean) ** 2 for n in numbers) / (len(numbers) - 1))
+        return f"{100 * mean:.2f}% ± {100 * sd:.2f} ({len(numbers)} seeds)"
+    return f"{100 * _check_fraction(value, where):.2f}%"
+
+
+def provenance(profile: str | None, entries: dict[str, dict[str, Any] | None]) -> str:
+    """One sentence saying where our numbers come from (or that there are none yet)."""
+    if profile is None:
+        wanted = " or ".join(PREFERRED_PROFILES)
+        return (
+            f"Our columns fill in once chapters 2 and 3 have been run at the {wanted} profile "
+            "(their results are read from book/results/<profile>.json when the book is built)."
+        )
+    parts = []
+    for chapter, entry in entries.items():
+        if entry is not None:
+            seed = entry.get("seed")
+            seed_text = "" if seed is None else f", seed {seed}"
+            parts.append(
+                f"{chapter}: {entry.get('backend', '?')} backend{seed_text}, "
+                f"recorded {entry.get('date', '?')}"
+            )
+    return (
+        f"Ours: profile {profile}, read from book/results/{profile}.json when the book was "
+        f"built ({'; '.join(parts)})."
+    )
+
+
+class ResultsTable(SphinxDirective):
+    """Render the headline table: regular vs complementary test accuracy, ours and original."""
+
+    has_content = False
+    option_spec = {"profile": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        results_dir = Path(self.env.srcdir) / "results"
+        profiles = (self.options["profile"],) if "profile" in self.options else PREFERRED_PROFILES
+        for name in PREFERRED_PROFILES + profiles:
+            # Re-read this page whenever a results file changes (or appears).
+            self.env.note_dependency(str(results_path(name, results_dir)))
+        profile, entries = headline_entries(results_dir, profiles)
+        ours = [f"This book ({profile} profile)" if profile else "This book"]
+        for chapter, key, _ in COLUMNS:
+            entry = entries[chapter]
+            where = f"{results_path(profile or '?', results_dir).name}: {chapter}/{key}"
+            try:
+                ours.append(NOT_RUN if entry is None else format_accuracy(entry["value"], where))
+            except (KeyError, ValueError) as err:
+                raise self.error(f"results-table: {err}") from err
+        header = ["Test accuracy", *[title for _, _, title in COLUMNS]]
+        original = ["Original study", *[ORIGINAL[chapter] for chapter, _, _ in COLUMNS]]
+        table = make_table(header, [ours, original], classes=["results-table"])
+        note = nodes.paragraph(classes=["results-provenance"])
+        note += nodes.Text(provenance(profile, entries))
+        return [table, note]

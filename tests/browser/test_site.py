@@ -1,0 +1,163 @@
+"""The built book in a real browser, offline: every page in the table of contents loads
+cleanly, its figures and equations render, the intro shows the results table, the Colab badges
+point at the right notebooks, and the static Grad-CAM explorer responds to its sliders.
+
+Run after ``jupyter-book build -W book/``; one screenshot per page lands in ``screenshots/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import ROOT, SCREENSHOTS, PageLog
+
+BOOK = ROOT / "book"
+GRADCAM_CHAPTER = "04_gradcam"
+MATH_TIMEOUT_MS = 20_000
+
+
+def toc_docnames(toc: dict[str, Any]) -> list[str]:
+    """Every document of a jb-book ``_toc.yml``, root first, in reading order."""
+    names = [toc["root"]]
+
+    def walk(entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                names.append(str(entry["file"]).removesuffix(".md").removesuffix(".ipynb"))
+            for key in ("parts", "chapters", "sections"):
+                walk(entry.get(key, []))
+
+    walk(toc.get("parts", []) + toc.get("chapters", []))
+    return names
+
+
+TOC = yaml.safe_load((BOOK / "_toc.yml").read_text(encoding="utf-8"))
+CONFIG = yaml.safe_load((BOOK / "_config.yml").read_text(encoding="utf-8"))
+PAGES = toc_docnames(TOC)
+
+
+def colab_url(docname: str) -> str:
+    """The Colab address of a chapter notebook, from the repository set in ``_config.yml``."""
+    repo = CONFIG["repository"]
+    owner_repo = repo["url"].removeprefix("https://github.com/").rstrip("/")
+    colab = CONFIG["launch_buttons"]["colab_url"].rstrip("/")
+    return (
+        f"{colab}/github/{owner_repo}/blob/{repo['branch']}/{repo['path_to_book']}/{docname}.ipynb"
+    )
+
+
+def open_page(page: Any, base_url: str, docname: str) -> None:
+    page.goto(f"{base_url}/{docname}.html", wait_until="load")
+    # Lazy images load only near the viewport: make them all load now.
+    page.evaluate(
+        """() => Promise.all([...document.images].map(img => {
+            img.loading = 'eager';
+            return img.complete ? null : new Promise(done => { img.onload = img.onerror = done; });
+        }))"""
+    )
+
+
+def screenshot(page: Any, docname: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / (docname.replace("/", "__") + ".png")
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_page_renders_offline(
+    offline_page: tuple[Any, PageLog], base_url: str, docname: str
+) -> None:
+    page, log = offline_page
+    open_page(page, base_url, docname)
+
+    has_math = page.locator(".math").count() > 0
+    if has_math:
+        page.wait_for_selector("mjx-container", state="attached", timeout=MATH_TIMEOUT_MS)
+        assert page.locator("mjx-container").count() > 0
+        assert page.locator("mjx-merror").count() == 0, "MathJax could not typeset an equation"
+
+    broken = page.evaluate(
+        "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.currentSrc || i.src)"
+    )
+    shot = screenshot(page, docname)
+    print(f"screenshot: {shot}")
+
+    assert log.page_errors == [], f"uncaught script errors on {docname}: {log.page_errors}"
+    assert log.unexpected_console_errors() == [], f"console errors on {docname}"
+    assert log.failed_local == [], f"local resources that failed to load: {log.failed_local}"
+    assert broken == [], f"images that did not load on {docname}: {broken}"
+
+
+def test_intro_has_math_and_results_table(offline_page: tuple[Any, PageLog], base_url: str) -> None:
+    page, _ = offline_page
+    open_page(page, base_url, TOC["root"])
+    page.wait_for_selector("mjx-container", state="attached", timeout=MATH_TIMEOUT_MS)
+    table = page.locator("table.results-table")
+    assert table.count() == 1, "the intro has no results table"
+    text = table.inner_text()
+    assert "Original study" in text and "93.75%" in text and "91.41%" in text
+    assert table.locator("tbody tr").count() == 2
+
+
+@pytest.mark.parametrize("docname", [d for d in PAGES if (BOOK / f"{d}.ipynb").is_file()])
+def test_colab_badge_points_at_this_notebook(
+    offline_page: tuple[Any, PageLog], base_url: str, docname: str
+) -> None:
+    page, _ = offline_page
+    open_page(page, base_url, docname)
+    badge = page.locator("article a:has(img[src$='colab-badge.svg'])")
+    assert badge.count() >= 1, f"{docname} has no Open in Colab badge"
+    assert badge.first.get_attribute("href") == colab_url(docname)
+    icon = badge.first.locator("img")
+    assert icon.evaluate("i => i.naturalWidth") > 0, "the badge image did not load"
+    # The theme's launch button must agree with the badge.
+    launch = page.locator("a[href*='colab.research.google.com']:not(:has(img))")
+    for href in launch.evaluate_all("links => links.map(a => a.href)"):
+        assert href == colab_url(docname)
+
+
+def picture_state(page: Any) -> list[str]:
+    """What the explorer shows: the source of each image and the pixels of each canvas."""
+    return page.evaluate(
+        """() => {
+            const root = document.querySelector('[id*="explorer"]') || document;
+            const imgs = [...root.querySelectorAll('img')].map(i => i.currentSrc || i.src);
+            const canvases = [...root.querySelectorAll('canvas')].map(c => c.toDataURL());
+            return imgs.concat(canvases);
+        }"""
+    )
+
+
+def test_gradcam_explorer_responds_to_sliders(
+    offline_page: tuple[Any, PageLog], base_url: str
+) -> None:
+    if GRADCAM_CHAPTER not in PAGES:
+        pytest.skip(f"the Grad-CAM chapter ({GRADCAM_CHAPTER}) is not in book/_toc.yml yet")
+    page, log = offline_page
+    open_page(page, base_url, GRADCAM_CHAPTER)
+    sliders = page.locator('[id*="explorer"] input[type="range"]')
+    assert sliders.count() >= 1, "the Grad-CAM chapter has no explorer sliders"
+    for index in range(sliders.count()):
+        slider = sliders.nth(index)
+        slider.scroll_into_view_if_needed()
+        before = picture_state(page)
+        moved = slider.evaluate(
+            """s => {
+                const target = s.value === s.max ? s.min : s.max;
+                s.value = target;
+                s.dispatchEvent(new Event('input', {bubbles: true}));
+                s.dispatchEvent(new Event('change', {bubbles: true}));
+                return target;
+            }"""
+        )
+        page.wait_for_timeout(200)
+        after = picture_state(page)
+        name = slider.get_attribute("id") or f"slider {index}"
+        assert after != before, f"moving {name} to {moved} did not change the explorer's picture"
+    assert log.page_errors == []

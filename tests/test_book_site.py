@@ -1,0 +1,392 @@
+"""The book as a site: configuration, table of contents, notebook hygiene, the local extension.
+
+These checks read files only (no build, no browser); ``tests/browser`` tests the built HTML.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+sys.path.insert(0, str(BOOK / "_ext"))
+
+from book_site import results_table  # noqa: E402
+from book_site.profiles_table import attribute_docs, format_setting, profile_rows  # noqa: E402
+from book_site.scripts import unique_scripts  # noqa: E402
+
+from helpers.profiles import PROFILES, Profile  # noqa: E402
+from helpers.results import record  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "check_notebooks", ROOT / "scripts" / "check_notebooks.py"
+)
+assert _spec is not None and _spec.loader is not None
+check_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_notebooks)
+
+CONFIG: dict[str, Any] = yaml.safe_load((BOOK / "_config.yml").read_text(encoding="utf-8"))
+TOC: dict[str, Any] = yaml.safe_load((BOOK / "_toc.yml").read_text(encoding="utf-8"))
+REPO_URL = CONFIG["repository"]["url"]
+NOTEBOOKS = check_notebooks.book_notebooks(BOOK)
+REQUIRED_CITATIONS = {
+    "feifei2004caltech101", "chollet2017xception", "selvaraju2017gradcam",
+    "ishida2017complementary", "ishida2019complementary", "yu2018biased", "chou2020unbiased",
+    "adebayo2018sanity", "petsiuk2018rise", "draelos2020hirescam", "chattopadhay2018gradcampp",
+    "wang2020scorecam", "ioffe2015batchnorm",
+}  # fmt: skip
+
+
+def toc_files(toc: dict[str, Any]) -> list[str]:
+    """Every file named in a jb-book ``_toc.yml``, root first."""
+    files = [toc["root"]]
+
+    def walk(entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                files.append(str(entry["file"]))
+            for key in ("parts", "chapters", "sections"):
+                walk(entry.get(key, []))
+
+    walk(toc.get("parts", []) + toc.get("chapters", []))
+    return files
+
+
+def source_of(docname: str) -> Path | None:
+    """The ``.md`` or ``.ipynb`` file behind a toc entry (``None`` when there is none)."""
+    for suffix in ("", ".md", ".ipynb"):
+        path = BOOK / f"{docname}{suffix}"
+        if path.is_file() and path.suffix in {".md", ".ipynb"}:
+            return path
+    return None
+
+
+def colab_link(notebook: Path) -> str:
+    repo = CONFIG["repository"]
+    owner_repo = REPO_URL.removeprefix("https://github.com/")
+    relative = notebook.relative_to(BOOK).as_posix()
+    return (
+        f"{CONFIG['launch_buttons']['colab_url']}/github/{owner_repo}/blob/{repo['branch']}/"
+        f"{repo['path_to_book']}/{relative}"
+    )
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def test_config_is_the_projects_own() -> None:
+    assert CONFIG["title"] == "What does a model trained only on wrong labels look at?"
+    assert CONFIG["author"] == "The Wrong Labels Book authors"
+    assert str(CONFIG["copyright"]) == "2026"
+    assert "Jupyter Book community" not in (BOOK / "_config.yml").read_text(encoding="utf-8")
+
+
+def test_config_builds_from_stored_outputs_only() -> None:
+    assert CONFIG["execute"]["execute_notebooks"] == "off"
+    assert CONFIG["only_build_toc_files"] is True
+    assert "_build" in CONFIG["exclude_patterns"]
+
+
+def test_config_repository_and_launch_buttons() -> None:
+    assert REPO_URL == "https://github.com/wrong-labels/wrong-labels-book"
+    assert CONFIG["repository"] == {"url": REPO_URL, "path_to_book": "book", "branch": "main"}
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert CONFIG["html"]["use_repository_button"] is True
+    assert CONFIG["html"]["use_download_button"] is True
+
+
+def test_config_extensions_math_and_bibliography() -> None:
+    sphinx = CONFIG["sphinx"]
+    for ext in ("sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx-mathjax-offline"):
+        assert ext in sphinx["extra_extensions"]
+    # The offline MathJax extension is importable under its (hyphenated) module name.
+    assert importlib.util.find_spec("sphinx-mathjax-offline") is not None
+    assert sphinx["local_extensions"] == {"book_site": "_ext"}
+    assert sphinx["config"]["napoleon_numpy_docstring"] is True
+    assert {"dollarmath", "amsmath", "colon_fence"} <= set(
+        CONFIG["parse"]["myst_enable_extensions"]
+    )
+    assert CONFIG["bibtex_bibfiles"] == ["references.bib"]
+
+
+def bib_keys() -> set[str]:
+    text = (BOOK / "references.bib").read_text(encoding="utf-8")
+    return set(re.findall(r"^@\w+\{([^,\s]+),", text, re.M))
+
+
+def test_bibliography_has_the_papers_the_book_builds_on() -> None:
+    missing = REQUIRED_CITATIONS - bib_keys()
+    assert not missing, f"references.bib lacks {sorted(missing)}"
+
+
+def book_texts() -> dict[Path, str]:
+    """The text of every page: Markdown files and the Markdown cells of notebooks."""
+    texts = {
+        p: p.read_text(encoding="utf-8") for p in BOOK.rglob("*.md") if "_build" not in p.parts
+    }
+    for nb_path in NOTEBOOKS:
+        nb = check_notebooks.load(nb_path)
+        texts[nb_path] = "\n".join(
+            check_notebooks.text(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"
+        )
+    return texts
+
+
+def test_every_citation_is_in_the_bibliography() -> None:
+    known = bib_keys()
+    for path, text in book_texts().items():
+        for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+            for key in keys.split(","):
+                assert key.strip() in known, (
+                    f"{path.name} cites {key.strip()!r}, not in references.bib"
+                )
+
+
+# --- table of contents ----------------------------------------------------------------------
+
+
+def test_toc_format_and_root() -> None:
+    assert TOC["format"] == "jb-book"
+    assert TOC["root"] == "intro"
+
+
+@pytest.mark.parametrize("docname", toc_files(TOC))
+def test_every_toc_entry_exists(docname: str) -> None:
+    assert source_of(docname) is not None, f"_toc.yml lists {docname!r} but book/ has no such file"
+
+
+def test_every_notebook_is_in_the_toc() -> None:
+    listed = {str(Path(f).with_suffix("")) for f in toc_files(TOC)}
+    for notebook in NOTEBOOKS:
+        docname = notebook.relative_to(BOOK).with_suffix("").as_posix()
+        # only_build_toc_files: a notebook missing from _toc.yml silently drops out of the book.
+        assert docname in listed, (
+            f"{notebook.name} is not in book/_toc.yml: add '- file: {docname}'"
+        )
+
+
+def test_intro_and_appendix_use_generated_tables() -> None:
+    assert "```{results-table}" in (BOOK / "intro.md").read_text(encoding="utf-8")
+    assert "```{profiles-table}" in (BOOK / "appendix" / "profiles.md").read_text(encoding="utf-8")
+
+
+def test_api_appendix_documents_every_helpers_module() -> None:
+    api = (BOOK / "appendix" / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"```\{automodule\} helpers\.(\w+)", api))
+    modules = {
+        p.stem for p in (ROOT / "src" / "helpers").glob("*.py") if not p.stem.startswith("_")
+    }
+    assert modules - documented == set(), "add these modules to book/appendix/api.md"
+    assert documented - modules == set(), "api.md documents modules that do not exist"
+
+
+def test_colab_badge_is_a_small_svg() -> None:
+    badge = BOOK / "_static" / "colab-badge.svg"
+    root = ET.parse(badge).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert "Colab" in badge.read_text(encoding="utf-8")
+    assert badge.stat().st_size < 4096
+
+
+# --- notebook hygiene -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_hygiene(notebook: Path) -> None:
+    problems = check_notebooks.check(notebook)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_badge_and_install_line_use_the_configured_repository(notebook: Path) -> None:
+    nb = check_notebooks.load(notebook)
+    first_md = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    badge = f"[![Open In Colab](_static/colab-badge.svg)]({colab_link(notebook)})"
+    assert badge in check_notebooks.text(first_md["source"]), f"first markdown cell lacks {badge}"
+    first_code = check_notebooks.text(check_notebooks.code_cells(nb)[0]["source"])
+    installs = re.findall(r"git\+(https://[^\s\"'@]+?)(?:\.git)?(?:@[\w./-]+)?[\"'\s]", first_code)
+    assert installs == [REPO_URL], f"the setup cell installs {installs}, expected {REPO_URL}"
+    assert "google.colab" in first_code, "the install must run in Colab only"
+    assert "start_run(" in first_code
+
+
+def test_no_nbval_test_is_collected_from_the_build(tmp_path: Path) -> None:
+    # A copy of the pytest configuration with a chapter and a built copy of it under _build.
+    for name in ("pyproject.toml", "conftest.py"):
+        (tmp_path / name).write_text((ROOT / name).read_text(encoding="utf-8"), encoding="utf-8")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    for relative in ("book/chapter.ipynb", "book/_build/jupyter_execute/chapter.ipynb"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, tmp_path / relative)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--nbval", "book/"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "book/chapter.ipynb::Cell 0" in result.stdout, result.stdout + result.stderr
+    assert "_build" not in result.stdout
+
+
+# --- the checker itself: each rule catches what it is for ------------------------------------
+
+
+def clean_notebook() -> dict[str, Any]:
+    manifest = "profile    smoke\nimage_size 71\nbackend    tensorflow\ndevice     CPU\n"
+    cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell(
+            'run = start_run("x")', execution_count=1,
+            outputs=[nbformat.v4.new_output("stream", name="stdout", text=manifest)],
+        ),
+        nbformat.v4.new_code_cell("print(2)", execution_count=2,
+                                  outputs=[nbformat.v4.new_output("stream", name="stdout", text="2\n")]),
+    ]  # fmt: skip
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    return json.loads(nbformat.writes(nb))
+
+
+def test_checker_passes_a_clean_notebook(tmp_path: Path) -> None:
+    path = tmp_path / "ok.ipynb"
+    path.write_text(json.dumps(clean_notebook()), encoding="utf-8")
+    assert check_notebooks.check(path) == []
+    assert check_notebooks.main([str(path)]) == 0
+
+
+def _break_error(nb: dict[str, Any]) -> None:
+    nb["cells"][2]["outputs"].append(
+        {"output_type": "error", "ename": "E", "evalue": "x", "traceback": []}
+    )
+
+
+def _break_widgets(nb: dict[str, Any]) -> None:
+    nb["metadata"]["widgets"] = {check_notebooks.WIDGET_STATE: {"version_major": 2}}
+
+
+def _break_stderr(nb: dict[str, Any]) -> None:
+    nb["cells"][2]["outputs"].append(
+        {"output_type": "stream", "name": "stderr", "text": "UserWarning: x"}
+    )
+
+
+def _break_manifest(nb: dict[str, Any]) -> None:
+    nb["cells"][1]["outputs"] = []
+
+
+def _break_kernel(nb: dict[str, Any]) -> None:
+    nb["metadata"]["kernelspec"]["name"] = "venv"
+
+
+def _break_path(nb: dict[str, Any]) -> None:
+    nb["cells"][2]["outputs"][0]["text"] = "saved to /home/me/data.npz\n"
+
+
+def _break_unexecuted(nb: dict[str, Any]) -> None:
+    nb["cells"][2]["execution_count"] = None
+
+
+def _break_order(nb: dict[str, Any]) -> None:
+    nb["cells"][1]["execution_count"] = 7
+
+
+BREAKAGES = {
+    "error output": (_break_error, True), "widget state without state": (_break_widgets, True),
+    "stderr warning": (_break_stderr, False), "no manifest output": (_break_manifest, False),
+    "kernelspec": (_break_kernel, False), "local path": (_break_path, False),
+    "never executed": (_break_unexecuted, False), "out of order": (_break_order, False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BREAKAGES)
+def test_checker_catches(tmp_path: Path, name: str) -> None:
+    breakage, in_basic = BREAKAGES[name]
+    nb = clean_notebook()
+    breakage(nb)
+    path = tmp_path / "bad.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    assert check_notebooks.check(path) != [], f"the full check missed: {name}"
+    assert (check_notebooks.check(path, basic=True) != []) == in_basic
+    assert check_notebooks.main([str(path)]) == 1
+
+
+def test_checker_catches_a_big_notebook(tmp_path: Path) -> None:
+    nb = clean_notebook()
+    nb["cells"][2]["outputs"].append(
+        {"output_type": "display_data", "metadata": {}, "data": {"image/png": "A" * (6 * 2**20)}}
+    )
+    path = tmp_path / "big.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    assert any("MB" in p for p in check_notebooks.check(path))
+
+
+# --- the local Sphinx extension --------------------------------------------------------------
+
+
+def test_results_table_prefers_paper_then_laptop(tmp_path: Path) -> None:
+    profile, entries = results_table.headline_entries(tmp_path)
+    assert profile is None and set(entries.values()) == {None}
+    record(
+        "regular", "test_accuracy", 0.9, profile="laptop", backend="tensorflow", directory=tmp_path
+    )
+    profile, entries = results_table.headline_entries(tmp_path)
+    assert profile == "laptop"
+    assert entries["regular"]["value"] == 0.9 and entries["complementary"] is None
+    record(
+        "complementary", "test_accuracy", 0.8, profile="paper", backend="jax", directory=tmp_path
+    )
+    profile, entries = results_table.headline_entries(tmp_path)
+    assert profile == "paper" and entries["regular"] is None
+    assert "profile paper" in results_table.provenance(profile, entries)
+
+
+def test_results_table_formats_accuracies() -> None:
+    assert results_table.format_accuracy(0.9375) == "93.75%"
+    assert results_table.format_accuracy([0.9]) == "90.00%"
+    assert results_table.format_accuracy([0.9, 0.8]) == "85.00% ± 7.07 (2 seeds)"
+    for bad in (93.75, -0.1, "0.9", True, [], float("nan")):
+        with pytest.raises(ValueError):
+            results_table.format_accuracy(bad)
+
+
+def test_original_numbers_are_the_published_ones() -> None:
+    assert results_table.ORIGINAL == {"regular": "93.75%", "complementary": "91.41%"}
+
+
+def test_duplicate_inline_scripts_are_dropped() -> None:
+    from sphinx.builders.html._assets import _JavaScript
+
+    thebe = "const THEBE_JS_URL = 'x'"
+    scripts = [
+        _JavaScript("_static/doctools.js", priority=200),
+        _JavaScript(None, body=thebe),  # type: ignore[arg-type]  # what app.add_js_file passes
+        _JavaScript("_static/sphinx-thebe.js", **{"async": "async"}),
+        _JavaScript("", body=thebe),  # what prepare_writing re-adds
+        _JavaScript("", body="var other = 1"),
+    ]
+    kept = unique_scripts(scripts)
+    assert kept == [scripts[0], scripts[1], scripts[2], scripts[4]]
+
+
+def test_profiles_table_comes_from_the_profiles() -> None:
+    docs = attribute_docs(Profile)
+    assert docs["image_size"].startswith("Side of the square input")
+    header, rows = profile_rows(PROFILES)
+    assert header == ["Setting", *PROFILES, "Meaning"]
+    by_setting = {row[0]: row[1:-1] for row in rows}
+    assert by_setting["image size"] == [str(p.image_size) for p in PROFILES.values()]
+    assert by_setting["seeds"] == [format_setting(p.seeds) for p in PROFILES.values()]
+    assert format_setting(None) == "all" and format_setting((0, 1)) == "0, 1"
