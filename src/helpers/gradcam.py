@@ -343,9 +343,11 @@ def _interpolation_matrix(n_in: int, n_out: int) -> Floats:
 def upsample(maps: ArrayLike, size: tuple[int, int]) -> Floats:
     """Bilinearly resize maps of shape (..., h, w) to (..., *size); NumPy, backend-free."""
     arr = np.asarray(maps, dtype=np.float32)
+    if arr.shape[-2:] == tuple(size):
+        return arr.copy()
     rows = _interpolation_matrix(arr.shape[-2], size[0])
     cols = _interpolation_matrix(arr.shape[-1], size[1])
-    out: Floats = np.einsum("Hh,...hw,Ww->...HW", rows, arr, cols).astype(np.float32)
+    out: Floats = (rows @ arr @ cols.T).astype(np.float32)  # two matmuls, not a 4-index einsum
     return out
 
 
@@ -641,7 +643,9 @@ def original_recipe_overlay(
         raise ValueError("image_uint8 must be one uint8 RGB image (H, W, 3).")
     img = image.astype(np.float32) / 255.0 / 255.0  # bug 1
     heat = (255 * normalise(np.asarray(cam, np.float32), "per_map")).astype(np.uint8)
-    coloured = 255 * _colour(heat.astype(np.float32) / np.float32(255), "jet")  # bug 2: colour first ...
+    coloured = 255 * _colour(
+        heat.astype(np.float32) / np.float32(255), "jet"
+    )  # bug 2: colour first ...
     coloured = np.moveaxis(upsample(np.moveaxis(coloured, -1, 0), image.shape[:2]), 0, -1)
     superimposed = coloured * alpha + img  # bug 3
     wrapped: NDArray[np.uint8] = (np.floor(superimposed * 255).astype(np.int64) % 256).astype(
