@@ -257,7 +257,8 @@ def clean_notebook() -> dict[str, Any]:
         "display_name": "Python 3",
         "language": "python",
     }
-    return json.loads(nbformat.writes(nb))
+    plain: dict[str, Any] = json.loads(nbformat.writes(nb))
+    return plain
 
 
 def test_checker_passes_a_clean_notebook(tmp_path: Path) -> None:
@@ -357,6 +358,7 @@ def test_results_table_formats_accuracies() -> None:
     assert results_table.format_accuracy(0.9375) == "93.75%"
     assert results_table.format_accuracy([0.9]) == "90.00%"
     assert results_table.format_accuracy([0.9, 0.8]) == "85.00% ± 7.07 (2 seeds)"
+    bad: Any
     for bad in (93.75, -0.1, "0.9", True, [], float("nan")):
         with pytest.raises(ValueError):
             results_table.format_accuracy(bad)
@@ -370,10 +372,11 @@ def test_duplicate_inline_scripts_are_dropped() -> None:
     from sphinx.builders.html._assets import _JavaScript
 
     thebe = "const THEBE_JS_URL = 'x'"
+    is_async: dict[str, Any] = {"async": "async"}
     scripts = [
         _JavaScript("_static/doctools.js", priority=200),
         _JavaScript(None, body=thebe),  # type: ignore[arg-type]  # what app.add_js_file passes
-        _JavaScript("_static/sphinx-thebe.js", **{"async": "async"}),
+        _JavaScript("_static/sphinx-thebe.js", **is_async),
         _JavaScript("", body=thebe),  # what prepare_writing re-adds
         _JavaScript("", body="var other = 1"),
     ]

@@ -114,18 +114,18 @@ def offline_page(browser: Any) -> Iterator[tuple[Any, PageLog]]:
 
     context.route("**/*", route)
     page = context.new_page()
-    page.on(
-        "console",
-        lambda msg: (
-            msg.type == "error"
-            and log.console_errors.append((msg.text, msg.location.get("url", "")))
-        ),
-    )
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            log.console_errors.append((msg.text, msg.location.get("url", "")))
+
+    def on_request_failed(request: Any) -> None:
+        if urlparse(request.url).hostname in LOCAL_HOSTS:
+            log.failed_local.append(request.url)
+
+    page.on("console", on_console)
     page.on("pageerror", lambda err: log.page_errors.append(str(err)))
-    page.on(
-        "requestfailed",
-        lambda req: urlparse(req.url).hostname in LOCAL_HOSTS and log.failed_local.append(req.url),
-    )
+    page.on("requestfailed", on_request_failed)
     try:
         yield page, log
     finally:

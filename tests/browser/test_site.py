@@ -122,16 +122,48 @@ def test_colab_badge_points_at_this_notebook(
         assert href == colab_url(docname)
 
 
-def picture_state(page: Any) -> list[str]:
-    """What the explorer shows: the source of each image and the pixels of each canvas."""
-    return page.evaluate(
-        """() => {
-            const root = document.querySelector('[id*="explorer"]') || document;
-            const imgs = [...root.querySelectorAll('img')].map(i => i.currentSrc || i.src);
-            const canvases = [...root.querySelectorAll('canvas')].map(c => c.toDataURL());
-            return imgs.concat(canvases);
+# Hooks documented in helpers.explorer.static_explorer_html.
+EXPLORER = ".cam-explorer"
+SLIDERS = {
+    # slider class -> pictures (by id suffix) that must change when it moves
+    "cam-explorer-image": ("-picture-image", "-picture-regular", "-picture-complementary"),
+    "cam-explorer-layer": ("-picture-regular", "-picture-complementary"),
+}
+
+
+def pictures(explorer: Any) -> dict[str, dict[str, Any]]:
+    """Each explorer picture's source and a fingerprint of its decoded pixels."""
+    state: dict[str, dict[str, Any]] = explorer.evaluate(
+        """async root => {
+            const out = {};
+            for (const img of root.querySelectorAll('img.cam-explorer-picture')) {
+                await img.decode();
+                const canvas = document.createElement('canvas');
+                canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+                const ctx = canvas.getContext('2d');
+                ctx.drawImage(img, 0, 0);
+                const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+                let sum = 0;
+                for (let i = 0; i < px.length; i += 7) sum = (sum * 31 + px[i]) % 1000000007;
+                out[img.id] = {src: img.currentSrc || img.src, width: img.naturalWidth, pixels: sum};
+            }
+            return out;
         }"""
     )
+    return state
+
+
+def move(slider: Any) -> str:
+    """Move a range input to its other end, as a reader's drag would, and say where."""
+    value: str = slider.evaluate(
+        """s => {
+            s.value = s.value === s.max ? s.min : s.max;
+            s.dispatchEvent(new Event('input', {bubbles: true}));
+            s.dispatchEvent(new Event('change', {bubbles: true}));
+            return s.value;
+        }"""
+    )
+    return value
 
 
 def test_gradcam_explorer_responds_to_sliders(
@@ -141,23 +173,28 @@ def test_gradcam_explorer_responds_to_sliders(
         pytest.skip(f"the Grad-CAM chapter ({GRADCAM_CHAPTER}) is not in book/_toc.yml yet")
     page, log = offline_page
     open_page(page, base_url, GRADCAM_CHAPTER)
-    sliders = page.locator('[id*="explorer"] input[type="range"]')
-    assert sliders.count() >= 1, "the Grad-CAM chapter has no explorer sliders"
-    for index in range(sliders.count()):
-        slider = sliders.nth(index)
-        slider.scroll_into_view_if_needed()
-        before = picture_state(page)
-        moved = slider.evaluate(
-            """s => {
-                const target = s.value === s.max ? s.min : s.max;
-                s.value = target;
-                s.dispatchEvent(new Event('input', {bubbles: true}));
-                s.dispatchEvent(new Event('change', {bubbles: true}));
-                return target;
-            }"""
-        )
-        page.wait_for_timeout(200)
-        after = picture_state(page)
-        name = slider.get_attribute("id") or f"slider {index}"
-        assert after != before, f"moving {name} to {moved} did not change the explorer's picture"
+    explorers = page.locator(EXPLORER)
+    assert explorers.count() >= 1, f"{GRADCAM_CHAPTER} has no static explorer ({EXPLORER})"
+    for n in range(explorers.count()):
+        explorer = explorers.nth(n)
+        explorer.scroll_into_view_if_needed()
+        eid = explorer.get_attribute("id")
+        for slider_class, must_change in SLIDERS.items():
+            slider = explorer.locator(f"input[type=range].{slider_class}")
+            assert slider.count() == 1, f"explorer #{eid} has no {slider_class} slider"
+            assert slider.get_attribute("max") != slider.get_attribute("min"), (
+                f"explorer #{eid}: the {slider_class} slider has a single position"
+            )
+            before = pictures(explorer)
+            value = move(slider)
+            after = pictures(explorer)
+            assert all(p["width"] > 0 for p in after.values()), "a picture did not load"
+            for suffix in must_change:
+                key = f"{eid}{suffix}"
+                assert before[key]["src"] != after[key]["src"], (
+                    f"moving {slider_class} to {value} left {key}'s source unchanged"
+                )
+                assert before[key]["pixels"] != after[key]["pixels"], (
+                    f"moving {slider_class} to {value} left {key}'s pixels unchanged"
+                )
     assert log.page_errors == []
