@@ -31,6 +31,15 @@ def attribute_docs(cls: type) -> dict[str, str]:
     return {name: " ".join(words) for name, words in docs.items()}
 
 
+def with_literals(text: str) -> nodes.paragraph:
+    """A paragraph of ``text`` in which ````code```` spans (as docstrings write them) are literal."""
+    paragraph = nodes.paragraph()
+    for i, part in enumerate(re.split(r"``(.+?)``", text)):
+        if part:
+            paragraph += nodes.literal(part, part) if i % 2 else nodes.Text(part)
+    return paragraph
+
+
 def format_setting(value: Any) -> str:
     """A profile setting as a reader would write it."""
     if value is None:
@@ -69,4 +78,5 @@ class ProfilesTable(SphinxDirective):
         # Re-read the page whenever the profiles change.
         self.env.note_dependency(inspect.getfile(Profile))
         header, rows = profile_rows(PROFILES)
-        return [make_table(header, rows, classes=["profiles-table"])]
+        cells = [[*row[:-1], with_literals(row[-1])] for row in rows]
+        return [make_table(header, cells, classes=["profiles-table"])]
