@@ -352,6 +352,10 @@ def test_results_table_prefers_paper_then_laptop(tmp_path: Path) -> None:
     profile, entries = results_table.headline_entries(tmp_path)
     assert profile == "paper" and entries["regular"] is None
     assert "profile paper" in results_table.provenance(profile, entries)
+    record("regular", "test_accuracy", [0.9, 0.8], profile="paper", seed=0, backend="jax",
+           directory=tmp_path)  # fmt: skip
+    _, entries = results_table.headline_entries(tmp_path)
+    assert "regular: jax backend, 2 seeds" in results_table.provenance("paper", entries)
 
 
 def test_results_table_formats_accuracies() -> None:

@@ -87,6 +87,8 @@ def test_page_renders_offline(
     )
     shot = screenshot(page, docname)
     print(f"screenshot: {shot}")
+    if log.blocked:
+        print(f"blocked (an offline reader cannot load them): {sorted(set(log.blocked))}")
 
     assert log.page_errors == [], f"uncaught script errors on {docname}: {log.page_errors}"
     assert log.unexpected_console_errors() == [], f"console errors on {docname}"

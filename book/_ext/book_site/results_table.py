@@ -81,7 +81,10 @@ def provenance(profile: str | None, entries: dict[str, dict[str, Any] | None]) -
     for chapter, entry in entries.items():
         if entry is not None:
             seed = entry.get("seed")
-            seed_text = "" if seed is None else f", seed {seed}"
+            if isinstance(entry.get("value"), list):
+                seed_text = f", {len(entry['value'])} seeds"
+            else:
+                seed_text = "" if seed is None else f", seed {seed}"
             parts.append(
                 f"{chapter}: {entry.get('backend', '?')} backend{seed_text}, "
                 f"recorded {entry.get('date', '?')}"
