@@ -40,6 +40,8 @@ class Profile:
         Only ``smoke`` caps, so that CI stays fast; the data set itself is never cut.
     cam_images
         How many test images the Grad-CAM chapters analyse (``None``: all).
+    amsgrad
+        Whether Adam uses the AMSGrad variant (the original study did).
     """
 
     name: str
