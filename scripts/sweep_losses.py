@@ -34,7 +34,7 @@ from helpers.complementary import (
     pseudo_accuracy,
     true_accuracy,
 )
-from helpers.data import Dataset, load_dataset, preprocess, stratified_split
+from helpers.data import Dataset, load_dataset, stratified_split
 from helpers.manifest import format_manifest, run_manifest
 from helpers.profiles import Profile, get_profile
 from helpers.results import record
@@ -90,7 +90,7 @@ def train_and_score(
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Train (or load) one model and score it on the test set; return its result row."""
-    from helpers.training import train_model
+    from helpers.training import predict_proba, train_model
 
     labels = training_labels(data, loss, seed)
     ds = data.dataset
@@ -107,7 +107,7 @@ def train_and_score(
         retrain=retrain,
         verbose=verbose,
     )
-    scores = trained.model.predict(preprocess(ds.x_test), batch_size=profile.batch_size, verbose=0)
+    scores = predict_proba(trained.model, ds.x_test, batch_size=profile.batch_size)
     accuracy = true_accuracy(scores, ds.y_test)
     return {
         "loss": loss,

@@ -1,0 +1,153 @@
+"""Tests for scripts/sweep_losses.py: a real smoke run of one loss and one seed, and its parts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers.profiles import get_profile
+from helpers.results import load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "sweep_losses.py"
+TINY = ["--profile", "smoke", "--seeds", "0", "--max-per-class", "10", "--quiet"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("sweep_losses", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sweep_losses"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep = load_script()
+
+
+def test_summarise_mean_and_sample_std():
+    rows = [
+        {
+            "loss": "nn",
+            "seed": s,
+            "true_accuracy": a,
+            "pseudo_accuracy": p,
+            "epochs": e,
+            "wall_time_s": 10.0,
+        }
+        for s, a, p, e in [(0, 0.5, 0.7, 2), (1, 0.7, 0.8, 4), (2, 0.9, 0.9, 6)]
+    ]
+    rows.append({**rows[0], "loss": "pc", "true_accuracy": 0.4})
+    summary = sweep.summarise(rows)
+    assert list(summary) == ["nn", "pc"]
+    assert summary["nn"]["seeds"] == [0, 1, 2]
+    assert summary["nn"]["true_accuracy_mean"] == pytest.approx(0.7)
+    assert summary["nn"]["true_accuracy_std"] == pytest.approx(0.2)  # ddof=1
+    assert summary["nn"]["epochs_mean"] == pytest.approx(4.0)
+    assert summary["pc"]["true_accuracy_std"] == 0.0
+    table = sweep.format_summary(summary)
+    assert "0.700 ± 0.200" in table and table.count("\n") == 2
+
+
+def test_complementary_training_labels_hide_the_true_ones():
+    data = sweep.prepare_data(get_profile("smoke"), max_per_class=10)
+    y = data.dataset.y_train
+    for seed in (0, 1):
+        ybar = sweep.training_labels(data, "article", seed)
+        assert np.all(ybar != y)
+    np.testing.assert_array_equal(sweep.training_labels(data, "crossentropy", 0), y)
+    assert np.all(data.ybar_test != data.dataset.y_test)
+    assert np.intersect1d(data.idx_fit, data.idx_val).size == 0
+    assert len(data.idx_fit) + len(data.idx_val) == len(y)
+
+
+def test_unknown_loss_is_rejected():
+    with pytest.raises(SystemExit):
+        sweep.parse_args(["--losses", "hinge"])
+
+
+def test_smoke_sweep_records_real_runs(tmp_path, capsys, monkeypatch):
+    import helpers.training as training
+
+    seen = []
+    real_train_model = training.train_model
+
+    def spy(name, x_train, y_train, x_val, y_val, **kwargs):
+        seen.append((x_train, y_train, x_val, y_val))
+        return real_train_model(name, x_train, y_train, x_val, y_val, **kwargs)
+
+    monkeypatch.setattr(training, "train_model", spy)
+    # A fresh artifacts folder: the run really trains, and no stale saved run is reused.
+    monkeypatch.setenv("BOOK_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    assert sweep.main([*TINY, "--losses", "article", "--results-dir", str(tmp_path)]) == 0
+
+    # Neither the training nor the validation labels may be the true ones.
+    data = sweep.prepare_data(get_profile("smoke"), max_per_class=10)
+    (_, y_fit, _, y_val) = seen[0]
+    assert np.all(y_fit != data.dataset.y_train[data.idx_fit])
+    assert np.all(y_val != data.dataset.y_train[data.idx_val])
+
+    stored = load_results("smoke", tmp_path)[sweep.CHAPTER]
+    row = stored["article/seed0"]
+    assert row["seed"] == 0 and row["profile"] == "smoke"
+    value = row["value"]
+    assert 0.0 <= value["true_accuracy"] <= 1.0
+    assert 0.0 <= value["pseudo_accuracy"] <= 1.0
+    assert 1 <= value["epochs"] <= get_profile("smoke").max_epochs
+    assert value["test_images"] == len(data.dataset.y_test)
+    assert stored["article/summary"]["value"]["n"] == 1
+    out = capsys.readouterr().out
+    assert "article      seed 0: true acc" in out
+    assert "± 0.000" in out
+    assert "(loaded)" not in out
+
+
+# Runs in a child process where importing TensorFlow fails, as on a GPU node with JAX only.
+NO_TENSORFLOW_RUN = """
+import importlib.abc, importlib.util, json, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+sys.meta_path.insert(0, NoTensorFlow())
+spec = importlib.util.spec_from_file_location("sweep", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["sweep"] = module
+spec.loader.exec_module(module)
+status = module.main(json.loads(sys.argv[2]))
+print(json.dumps({"status": status, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_sweep_runs_on_jax_without_tensorflow(tmp_path):
+    argv = [*TINY, "--losses", "scl_nl", "--results-dir", str(tmp_path)]
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "BOOK_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TENSORFLOW_RUN, str(SCRIPT), json.dumps(argv)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"status": 0, "tensorflow": False}
+    entry = load_results("smoke", tmp_path)[sweep.CHAPTER]["scl_nl/seed0"]
+    assert entry["backend"] == "jax"
+    assert 0.0 <= entry["value"]["true_accuracy"] <= 1.0
