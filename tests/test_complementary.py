@@ -440,3 +440,22 @@ def test_losses_on_jax_backend_match_and_stay_finite():
         assert grad_finite, name
         here = comp.get_loss(name, 3)(EXTREME_YBAR, EXTREME_LOGITS)
         np.testing.assert_allclose(value, keras.ops.convert_to_numpy(here), rtol=1e-5)
+
+
+@pytest.mark.parametrize("p_target", [0.05, 0.5, 0.9, 0.999])
+def test_gradients_with_respect_to_the_complementary_logit(p_target):
+    # The docstrings' closed forms: article p(1-p)/(1+p)^2, scl_exp e^p p(1-p), scl_nl p.
+    # The first two saturate as p_ybar -> 1; scl_nl (and forward) do not.
+    f_bar = np.log(p_target / (1 - p_target) * 2)  # other two logits 0: p_ybar = p_target
+    logits = np.array([[f_bar, 0.0, 0.0]], dtype="float32")
+    p = p_target
+    expected = {
+        "article": p * (1 - p) / (1 + p) ** 2,
+        "scl_exp": np.exp(p) * p * (1 - p),
+        "scl_nl": p,
+        "forward": p,
+    }
+    for name, value in expected.items():
+        _, grad = value_and_gradient(comp.get_loss(name, 3), np.array([0]), logits)
+        np.testing.assert_allclose(grad[0, 0], value, rtol=2e-3, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(grad.sum(), 0.0, atol=1e-5)  # softmax: shifts cancel

@@ -100,6 +100,18 @@ def complementary_count_matrix(
 
     Its diagonal is zero for valid complementary labels; under uniform drawing each row is
     spread evenly over its off-diagonal cells.
+
+    Parameters
+    ----------
+    y, ybar
+        True and complementary class indices, same length, values in ``[0, num_classes)``.
+    num_classes
+        Number of classes ``K``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 counts ``(K, K)``; entry ``[i, j]`` counts images of class ``i`` labelled "not ``j``".
     """
     _check_num_classes(num_classes)
     true = _as_labels(y, num_classes, "y")
@@ -145,8 +157,23 @@ def article_loss(y_true: Any, logits: Any) -> Any:
               = \sigma(\log p_{\bar y})
 
     with :math:`\mathrm{CE}(\bar y, p) = -\log p_{\bar y}` and :math:`\sigma` the logistic
-    function. Bounded in :math:`[0, 1/2]`; it only pushes :math:`p_{\bar y}` down, and its
-    gradient vanishes as :math:`p_{\bar y} \to 1` (it saturates on confident mistakes).
+    function. Bounded in :math:`[0, 1/2]`, it only pushes :math:`p_{\bar y}` down. Its gradient
+    with respect to the complementary logit,
+    :math:`\partial/\partial f_{\bar y} = p_{\bar y}(1 - p_{\bar y}) / (1 + p_{\bar y})^2`,
+    vanishes as :math:`p_{\bar y} \to 0` (done) and as :math:`p_{\bar y} \to 1`: it saturates,
+    so a confidently wrong prediction is barely corrected.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The loss of every example, shape ``(N,)``.
     """
     _, log_p_bar, _ = _log_p_and_log_not_p(y_true, logits)
     return ops.sigmoid(log_p_bar)
@@ -160,6 +187,18 @@ def pc_loss(y_true: Any, logits: Any) -> Any:
     The sum includes :math:`k = \bar y` (a constant :math:`1/2`), as in the authors' code; the
     constants do not change the gradient. It penalises the complementary class scoring above
     the others.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The loss of every example, shape ``(N,)``.
     """
     logits = ops.cast(logits, "float32")
     k = ops.shape(logits)[-1]
@@ -177,6 +216,18 @@ def free_loss(y_true: Any, logits: Any) -> Any:
     Averaged over the :math:`K-1` possible :math:`\bar y` it equals :math:`\ell(f, y)`, the
     ordinary cross-entropy of the true label; but it is unbounded below, so a flexible model
     drives it negative on a batch and overfits.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The loss of every example, shape ``(N,)``.
     """
     log_p, log_p_bar, _ = _log_p_and_log_not_p(y_true, logits)
     k = ops.shape(log_p)[-1]
@@ -193,6 +244,18 @@ def nn_class_risks(y_true: Any, logits: Any) -> Any:
     :math:`\bar\pi_j = N_j / N` its batch frequency (the class prior of uniform complementary
     labels, estimated on the batch). The product :math:`\bar\pi_j / N_j = 1/N` keeps the term
     defined when :math:`N_j = 0`. :math:`\sum_j L_j` is the batch mean of :func:`free_loss`.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The terms :math:`L_1, \dots, L_K`, shape ``(K,)``.
     """
     log_p, _, _ = _log_p_and_log_not_p(y_true, logits)
     k = ops.shape(log_p)[-1]
@@ -210,6 +273,18 @@ def nn_loss(y_true: Any, logits: Any) -> Any:
     with :math:`L_j` from :func:`nn_class_risks`. Each :math:`L_j` estimates a non-negative
     partial risk, so clipping it at 0 stops the overfitting of :func:`free_loss`; when no
     :math:`L_j` is negative it equals the batch mean of :func:`free_loss`.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The batch's loss, a scalar.
     """
     return ops.sum(ops.maximum(nn_class_risks(y_true, logits), 0.0))
 
@@ -222,6 +297,18 @@ def forward_loss(y_true: Any, logits: Any) -> Any:
 
     the cross-entropy of the complementary label under the model's predicted distribution of
     complementary labels.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The loss of every example, shape ``(N,)``.
     """
     log_p, _, log_not_p_bar = _log_p_and_log_not_p(y_true, logits)
     k = ops.cast(ops.shape(log_p)[-1], log_p.dtype)
@@ -233,7 +320,21 @@ def scl_nl_loss(y_true: Any, logits: Any) -> Any:
 
     .. math:: -\log(1 - p_{\bar y})
 
-    It equals :func:`forward_loss` minus the constant :math:`\log(K-1)`.
+    It equals :func:`forward_loss` minus the constant :math:`\log(K-1)`. Its gradient
+    :math:`\partial/\partial f_{\bar y} = p_{\bar y}` does not vanish as
+    :math:`p_{\bar y} \to 1`: confident mistakes get the strongest push.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The loss of every example, shape ``(N,)``.
     """
     _, _, log_not_p_bar = _log_p_and_log_not_p(y_true, logits)
     return -log_not_p_bar
@@ -243,6 +344,22 @@ def scl_exp_loss(y_true: Any, logits: Any) -> Any:
     r"""Surrogate complementary loss, exponential form (Chou et al., 2020), per example.
 
     .. math:: \exp(p_{\bar y})
+
+    Bounded in :math:`[1, e]`. Like the original's loss it saturates: its gradient
+    :math:`\partial/\partial f_{\bar y} = e^{p_{\bar y}} p_{\bar y}(1 - p_{\bar y})` vanishes
+    as :math:`p_{\bar y} \to 1`.
+
+    Parameters
+    ----------
+    y_true
+        Complementary labels, shape ``(N,)`` or ``(N, 1)``, any numeric dtype.
+    logits
+        Logits, shape ``(N, K)``.
+
+    Returns
+    -------
+    tensor
+        The loss of every example, shape ``(N,)``.
     """
     _, log_p_bar, _ = _log_p_and_log_not_p(y_true, logits)
     return ops.exp(ops.exp(log_p_bar))
@@ -373,7 +490,17 @@ def _matching_rate(pred: ArrayLike, labels: ArrayLike) -> float:
 def true_accuracy(pred: ArrayLike, y: ArrayLike) -> float:
     """Fraction of predictions equal to the true labels ``y``.
 
-    ``pred`` is predicted labels ``(N,)`` or scores ``(N, K)`` (logits or probabilities).
+    Parameters
+    ----------
+    pred
+        Predicted labels ``(N,)`` or scores ``(N, K)`` (logits or probabilities: argmax).
+    y
+        True labels ``(N,)`` or ``(N, 1)``.
+
+    Returns
+    -------
+    float
+        The accuracy, in [0, 1].
     """
     return _matching_rate(pred, y)
 
@@ -381,7 +508,17 @@ def true_accuracy(pred: ArrayLike, y: ArrayLike) -> float:
 def pseudo_accuracy(pred: ArrayLike, ybar: ArrayLike) -> float:
     """1 minus the fraction of predictions equal to the complementary labels ``ybar``.
 
-    ``pred`` is predicted labels ``(N,)`` or scores ``(N, K)`` (logits or probabilities).
+    Parameters
+    ----------
+    pred
+        Predicted labels ``(N,)`` or scores ``(N, K)`` (logits or probabilities: argmax).
+    ybar
+        Complementary labels ``(N,)`` or ``(N, 1)``.
+
+    Returns
+    -------
+    float
+        The pseudo accuracy, in [0, 1]; chance level is ``(K-1)/K``.
     """
     return 1.0 - _matching_rate(pred, ybar)
 
@@ -392,8 +529,20 @@ def expected_pseudo_accuracy(a: float, num_classes: int) -> float:
     .. math:: a + (1 - a)\,\frac{K-2}{K-1}
 
     A correct prediction never equals :math:`\bar y`; a wrong one is one of the :math:`K-1`
-    other classes, and equals :math:`\bar y` with probability :math:`1/(K-1)`. Works
-    elementwise on NumPy arrays as well.
+    other classes, and equals :math:`\bar y` with probability :math:`1/(K-1)`, whichever
+    wrong class it is, because :math:`\bar y` is drawn independently of the image.
+
+    Parameters
+    ----------
+    a
+        True accuracy in [0, 1] (a NumPy array works elementwise too).
+    num_classes
+        Number of classes ``K`` (at least 2).
+
+    Returns
+    -------
+    float
+        The expected pseudo accuracy.
     """
     _check_num_classes(num_classes)
     if np.any(np.asarray(a) < 0) or np.any(np.asarray(a) > 1):
