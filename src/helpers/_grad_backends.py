@@ -3,10 +3,12 @@
 Everything else in :mod:`helpers.gradcam` is Keras/NumPy.  Here we only build, for one model,
 one set of layers and one score, a compiled function
 
-    step(x, class_index) -> (activations, gradients, logits, chosen_class)
+    step(x, class_index) -> (reduce(activations, gradients), logits, chosen_class)
 
 that runs ONE forward and ONE backward pass for the whole batch and all layers.  Only gradients
-with respect to the layer activations are taken, never with respect to the weights.
+with respect to the layer activations are taken, never with respect to the weights.  ``reduce``
+(written with ``keras.ops``) runs inside the compiled function, so that on a GPU only the small
+maps travel back to the host, not every activation and gradient.
 
 ``class_index`` holds one int per image; ``-1`` means "the class the model predicts", resolved
 inside the pass from the logits so that no second forward pass is needed.
@@ -21,7 +23,8 @@ import keras
 import numpy as np
 
 ScoreFn = Callable[[Any, Any], Any]
-StepOutput = tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]
+Reduce = Callable[[list[Any], list[Any]], Any]
+StepOutput = tuple[Any, np.ndarray, np.ndarray]  # (reduced, as NumPy), logits, chosen class
 Step = Callable[[np.ndarray, np.ndarray], StepOutput]
 
 
@@ -30,6 +33,7 @@ def make_step(
     targets: Sequence[Any],
     logits: Any,
     score_fn: ScoreFn,
+    reduce: Reduce,
 ) -> Step:
     """Compile the gradient step for the active Keras backend.
 
@@ -44,12 +48,15 @@ def make_step(
         The symbolic pre-softmax output of ``model``.
     score_fn
         ``score_fn(logits, chosen_class) -> (N,)`` class scores, written with ``keras.ops``.
+    reduce
+        ``reduce(activations, gradients) -> nested lists of tensors`` (``keras.ops``), e.g.
+        the CAM maps; its result comes back as NumPy arrays.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow_step(model, targets, logits, score_fn)
+        return _tensorflow_step(model, targets, logits, score_fn, reduce)
     if backend == "jax":
-        return _jax_step(model, targets, logits, score_fn)
+        return _jax_step(model, targets, logits, score_fn, reduce)
     raise NotImplementedError(
         f"Grad-CAM supports the 'tensorflow' and 'jax' Keras backends, not {backend!r}. "
         "Set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before importing keras."
@@ -63,7 +70,7 @@ def _choose_class(z: Any, class_index: Any) -> Any:
 
 
 def _tensorflow_step(
-    model: keras.Model, targets: Sequence[Any], logits: Any, score_fn: ScoreFn
+    model: keras.Model, targets: Sequence[Any], logits: Any, score_fn: ScoreFn, reduce: Reduce
 ) -> Step:
     import tensorflow as tf
 
@@ -84,21 +91,18 @@ def _tensorflow_step(
             chosen = _choose_class(z, class_index)
             total = tf.reduce_sum(score_fn(z, chosen))
         grads = tape.gradient(total, acts)
-        return acts, grads, z, chosen
+        return reduce(acts, grads), z, chosen
 
     def run(x: np.ndarray, class_index: np.ndarray) -> StepOutput:
-        acts, grads, z, chosen = step(tf.constant(x), tf.constant(class_index))
-        return (
-            [a.numpy() for a in acts],
-            [g.numpy() for g in grads],
-            z.numpy(),
-            chosen.numpy(),
-        )
+        out, z, chosen = step(tf.constant(x), tf.constant(class_index))
+        return tf.nest.map_structure(lambda t: t.numpy(), out), z.numpy(), chosen.numpy()
 
     return run
 
 
-def _jax_step(model: keras.Model, targets: Sequence[Any], logits: Any, score_fn: ScoreFn) -> Step:
+def _jax_step(
+    model: keras.Model, targets: Sequence[Any], logits: Any, score_fn: ScoreFn, reduce: Reduce
+) -> Step:
     import jax
     import jax.numpy as jnp
 
@@ -130,16 +134,11 @@ def _jax_step(model: keras.Model, targets: Sequence[Any], logits: Any, score_fn:
         grads, (acts, z, chosen) = jax.grad(total_score, has_aux=True)(
             probes, values, x, class_index
         )
-        return acts, grads, z, chosen
+        return reduce(acts, grads), z, chosen
 
     def run(x: np.ndarray, class_index: np.ndarray) -> StepOutput:
         values = [v.value for v in variables]
-        acts, grads, z, chosen = step(values, jnp.asarray(x), jnp.asarray(class_index))
-        return (
-            [np.asarray(a) for a in acts],
-            [np.asarray(g) for g in grads],
-            np.asarray(z),
-            np.asarray(chosen),
-        )
+        out, z, chosen = step(values, jnp.asarray(x), jnp.asarray(class_index))
+        return jax.tree.map(np.asarray, out), np.asarray(z), np.asarray(chosen)
 
     return run

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar, overload
 import keras
 import matplotlib
 import numpy as np
+from keras import ops
 from numpy.typing import ArrayLike, NDArray
 
 from helpers import _grad_backends
@@ -41,7 +42,7 @@ Score = Literal["logit", "softmax"]
 Normalisation = Literal["per_map", "shared", "raw"]
 ClassChoice = str | int | ArrayLike | None
 Floats = NDArray[np.float32]
-CamMethod = Callable[[Floats, Floats], Floats]
+CamMethod = Callable[[Any, Any], Any]  # (activations, gradients) -> maps, keras.ops
 
 
 # ----------------------------------------------------------------------------- layers
@@ -150,17 +151,44 @@ def _cached(model: keras.Model, key: tuple[Any, ...], build: Callable[[], T]) ->
     return value
 
 
-def gradient_step(model: keras.Model, layers: Sequence[str], score: Score) -> _grad_backends.Step:
-    """The compiled single-pass gradient function for these layers (depth order) and score."""
+def gradient_step(
+    model: keras.Model,
+    layers: Sequence[str],
+    score: Score,
+    methods: Sequence[str] | None = None,
+) -> _grad_backends.Step:
+    """The compiled single-pass function for these layers (depth order), score and methods.
+
+    It returns, per batch, ``(out, logits, chosen_class)``: ``out[layer][method]`` maps at
+    the layer's resolution, computed inside the pass, or with ``methods=None`` the pair
+    ``(activations, gradients)`` (lists in depth order).  Cached per model object, so the
+    explorer and repeated calls reuse the traced/jitted function.
+    """
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, not {score!r}.")
     layers = depth_sorted(model, layers)
+    chosen = None if methods is None else tuple(_check_methods(methods))
+
+    def reduce(acts: list[Any], grads: list[Any]) -> Any:
+        if chosen is None:
+            return list(acts), list(grads)
+        return [[METHODS[m](a, g) for m in chosen] for a, g in zip(acts, grads, strict=True)]
 
     def build() -> _grad_backends.Step:
         targets = [model.get_layer(name).output for name in layers]
-        return _grad_backends.make_step(model, targets, _logits_tensor(model), _class_score(score))
+        logits = _logits_tensor(model)
+        return _grad_backends.make_step(model, targets, logits, _class_score(score), reduce)
 
-    return _cached(model, ("grad", tuple(layers), score), build)
+    return _cached(model, ("grad", tuple(layers), score, chosen), build)
+
+
+def _check_methods(methods: Sequence[str]) -> list[str]:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(
+            f"methods must be a non-empty subset of {list(METHODS)}, got {list(methods)}."
+        )
+    return list(dict.fromkeys(methods))
 
 
 def _check_input(model: keras.Model, x: ArrayLike) -> Floats:
@@ -224,8 +252,9 @@ def _batches(
     labels: ArrayLike | None,
     score: Score,
     batch_size: int,
+    methods: Sequence[str] | None,
 ) -> Any:
-    """Yield ``(layers, activations, gradients, logits, classes)`` batch by batch."""
+    """Yield ``(layers in depth order, step output, logits, classes)`` batch by batch."""
     xs = _check_input(model, x)
     n = len(xs)
     requested = class_request(class_index, n, labels)
@@ -233,7 +262,7 @@ def _batches(
     if (requested >= num_classes).any():
         raise ValueError(f"Class indices must be < {num_classes} (the model's classes).")
     ordered = depth_sorted(model, layers)
-    step = gradient_step(model, ordered, score)
+    step = gradient_step(model, ordered, score, methods)
     size = min(batch_size, n)
     for start in range(0, n, size):
         xb, cb = xs[start : start + size], requested[start : start + size]
@@ -241,8 +270,15 @@ def _batches(
         if m < size:  # pad: one compiled shape (JAX) for every batch
             xb = np.concatenate([xb, np.repeat(xb[-1:], size - m, axis=0)])
             cb = np.concatenate([cb, np.repeat(cb[-1:], size - m)])
-        acts, grads, z, chosen = step(xb, cb)
-        yield ordered, [a[:m] for a in acts], [g[:m] for g in grads], z[:m], chosen[:m]
+        out, z, chosen = step(xb, cb)
+        yield ordered, _first(out, m), z[:m], chosen[:m]
+
+
+def _first(nested: Any, m: int) -> Any:
+    """The first ``m`` rows of every array in nested lists / tuples (drops the padding)."""
+    if isinstance(nested, list | tuple):
+        return [_first(item, m) for item in nested]
+    return nested[:m]
 
 
 def compute_gradients(
@@ -277,8 +313,8 @@ def compute_gradients(
     layers = check_layers(model, layers)
     parts: dict[str, tuple[list[Floats], list[Floats]]] = {name: ([], []) for name in layers}
     logits, chosen = [], []
-    for ordered, acts, grads, z, c in _batches(
-        model, x, layers, class_index, labels, score, batch_size
+    for ordered, (acts, grads), z, c in _batches(
+        model, x, layers, class_index, labels, score, batch_size, None
     ):
         for name, a, g in zip(ordered, acts, grads, strict=True):
             parts[name][0].append(a)
@@ -296,28 +332,33 @@ def compute_gradients(
 # ----------------------------------------------------------------------------- CAM methods
 
 
+# Written with keras.ops so that they run inside the compiled pass (TF graph / jitted JAX);
+# called on NumPy arrays they return backend tensors (keras.ops.convert_to_numpy them).
+
+
 def _relu(x: Floats) -> Floats:
     return np.maximum(x, 0, dtype=np.float32)
 
 
-def grad_cam_map(activations: Floats, gradients: Floats) -> Floats:
-    """Grad-CAM: channel weights = gradient averaged over each image's pixels (axes 1, 2)."""
-    weights = gradients.mean(axis=(1, 2))
-    return _relu(np.einsum("nhwk,nk->nhw", activations, weights))
+def grad_cam_map(activations: Any, gradients: Any) -> Any:
+    """Grad-CAM (N, h, w): channel weights = gradient averaged over each image's pixels."""
+    weights = ops.mean(gradients, axis=(1, 2))  # axes 1, 2 only: never across the batch
+    return ops.relu(ops.einsum("nhwk,nk->nhw", activations, weights))
 
 
-def hires_cam_map(activations: Floats, gradients: Floats) -> Floats:
-    """HiResCAM: element-wise gradient x activation, summed over channels."""
-    return _relu(np.einsum("nhwk,nhwk->nhw", activations, gradients))
+def hires_cam_map(activations: Any, gradients: Any) -> Any:
+    """HiResCAM (N, h, w): element-wise gradient x activation, summed over channels."""
+    return ops.relu(ops.sum(activations * gradients, axis=-1))
 
 
-def grad_cam_pp_map(activations: Floats, gradients: Floats) -> Floats:
-    """Grad-CAM++ with ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` (the exp-score form)."""
-    g2 = gradients**2
-    denominator = 2 * g2 + activations.sum(axis=(1, 2), keepdims=True) * g2 * gradients
-    alpha = np.divide(g2, denominator, out=np.zeros_like(g2), where=denominator != 0)
-    weights = (alpha * np.maximum(gradients, 0)).sum(axis=(1, 2))
-    return _relu(np.einsum("nhwk,nk->nhw", activations, weights))
+def grad_cam_pp_map(activations: Any, gradients: Any) -> Any:
+    """Grad-CAM++ (N, h, w), ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` (exp-score form)."""
+    g2 = gradients * gradients
+    denominator = 2 * g2 + ops.sum(activations, axis=(1, 2), keepdims=True) * g2 * gradients
+    nonzero = ops.not_equal(denominator, 0)
+    alpha = ops.where(nonzero, g2 / ops.where(nonzero, denominator, 1), 0)
+    weights = ops.sum(alpha * ops.relu(gradients), axis=(1, 2))
+    return ops.relu(ops.einsum("nhwk,nk->nhw", activations, weights))
 
 
 METHODS: dict[str, CamMethod] = {
@@ -441,21 +482,16 @@ def grad_cam(
         Raw maps; use :func:`normalise` or :meth:`CamResult.normalised` for display.
     """
     layers = check_layers(model, layers)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(
-            f"methods must be a non-empty subset of {list(METHODS)}, got {list(methods)}."
-        )
-    size = tuple(np.asarray(x).shape[1:3])
+    methods = _check_methods(methods)
+    size = (int(np.shape(x)[1]), int(np.shape(x)[2]))
     parts: dict[str, dict[str, list[Floats]]] = {m: {k: [] for k in layers} for m in methods}
     logits, chosen = [], []
-    for ordered, acts, grads, z, c in _batches(
-        model, x, layers, class_index, labels, score, batch_size
+    for ordered, out, z, c in _batches(
+        model, x, layers, class_index, labels, score, batch_size, methods
     ):
-        for name, a, g in zip(ordered, acts, grads, strict=True):
-            for method in methods:
-                cam = METHODS[method](a, g)
-                parts[method][name].append(upsample(cam, size) if upsample_maps else cam)  # type: ignore[arg-type]
+        for name, per_method in zip(ordered, out, strict=True):
+            for method, cam in zip(methods, per_method, strict=True):
+                parts[method][name].append(upsample(cam, size) if upsample_maps else cam)
         logits.append(z)
         chosen.append(c)
     return CamResult(
@@ -465,9 +501,6 @@ def grad_cam(
         layers=layers,
         score=score,
     )
-
-
-M = TypeVar("M", NDArray[Any], list[NDArray[Any]], dict[str, NDArray[Any]])
 
 
 @overload
