@@ -1,0 +1,355 @@
+"""One training entry point for ordinary and complementary labels, and evaluation helpers.
+
+``train_model`` builds Xception, trains its ``logits`` sub-model (every loss here is defined
+on logits) on augmented batches with early stopping on the validation loss, saves the run
+atomically (``helpers.artifacts``) and, on a later call, loads it instead of retraining.
+
+The batch-norm momentum comes from ``helpers.batchnorm.bn_momentum_for`` (why: see there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from helpers import artifacts
+from helpers.augment import AugmentedBatches
+from helpers.batchnorm import BatchStatsMonitor, bn_momentum_for, score
+from helpers.data import preprocess, stratified_split
+from helpers.profiles import Profile
+from helpers.xception import build_xception, logits_model
+
+
+@dataclass
+class TrainedModel:
+    """A trained (or loaded) model and the record of its training.
+
+    Attributes
+    ----------
+    model
+        The softmax model (output layer ``predictions``).
+    history
+        Per-epoch values: ``loss``, ``val_loss``, the metric (``accuracy`` or
+        ``pseudo_accuracy``), its ``val_`` version and its ``val_..._batch_stats`` version.
+    epochs_run
+        Epochs actually trained (early stopping may end before ``max_epochs``).
+    best_epoch
+        1-based epoch with the lowest validation loss, whose weights the model holds.
+    wall_time_s
+        Training time in seconds (of the original run when loaded from the cache).
+    loaded_from_cache
+        Whether the run was loaded instead of trained.
+    directory
+        Where the run's artifacts live.
+    meta
+        What was trained how: loss, seed, image counts, batch-norm momentum, ...
+    """
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    wall_time_s: float
+    loaded_from_cache: bool
+    directory: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_loss(loss: str | keras.losses.Loss, num_classes: int) -> tuple[Any, str, str]:
+    """The Keras loss, the name of the accuracy metric and the label kind for ``loss``.
+
+    ``"crossentropy"`` (true labels) gives sparse cross-entropy on logits and
+    ``"accuracy"``; a complementary loss name (``helpers.complementary.LOSS_NAMES``) gives
+    that loss and ``"pseudo_accuracy"``; a ``keras.losses.Loss`` instance is used as it is,
+    with ``"accuracy"`` against the labels given.
+    """
+    if isinstance(loss, keras.losses.Loss):
+        return loss, "accuracy", "given"
+    if loss == "crossentropy":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True), "accuracy", "true"
+    from helpers import complementary  # imported lazily: only complementary runs need it
+
+    try:
+        return complementary.get_loss(loss, num_classes), "pseudo_accuracy", "complementary"
+    except ValueError as err:
+        raise ValueError(f"{err} Or 'crossentropy' for ordinary labels.") from None
+
+
+def _metric(name: str) -> Any:
+    if name == "pseudo_accuracy":
+        from helpers.complementary import PseudoAccuracy
+
+        return PseudoAccuracy()
+    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+
+class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]
+    """Prints one line per epoch (Keras itself runs with ``verbose=0``: no per-step bars)."""
+
+    def __init__(self, max_epochs: int) -> None:
+        super().__init__()
+        self.max_epochs = max_epochs
+        self.best = math.inf
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1:>3}/{self.max_epochs}"]
+        parts += [f"{key} {float(value):.4f}" for key, value in logs.items()]
+        val_loss = float(logs.get("val_loss", math.inf))
+        mark = " *" if val_loss < self.best else ""  # * = best validation loss so far
+        self.best = min(self.best, val_loss)
+        print("  ".join(parts) + f"  {time.perf_counter() - self.start:.1f}s{mark}", flush=True)
+
+
+def compile_for_training(
+    model: keras.Model, loss: Any, metric: str, profile: Profile
+) -> keras.Model:
+    """The compiled ``logits`` sub-model of ``model`` that ``train_model`` fits.
+
+    Adam with the profile's learning rate and ``amsgrad`` (as the original study); ``loss``
+    and ``metric`` as returned by :func:`resolve_loss`. Fitting it trains ``model``.
+    """
+    trainer = logits_model(model)
+    optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate, amsgrad=profile.amsgrad)
+    trainer.compile(optimizer=optimizer, loss=loss, metrics=[_metric(metric)])
+    return trainer
+
+
+def cap_training_set(
+    x: np.ndarray, y: np.ndarray, max_images: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_images`` of ``(x, y)``, every class kept in proportion (seeded)."""
+    if max_images is None or len(x) <= max_images:
+        return x, y
+    _, keep = stratified_split(y, max_images / len(x), seed)
+    return x[keep], y[keep]
+
+
+def _check_inputs(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> None:
+    for what, x, y in (("train", x_train, y_train), ("val", x_val, y_val)):
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(
+                f"x_{what} must be uint8 RGB images (N, H, W, 3) as load_dataset returns, got "
+                f"{x.dtype} {x.shape}; do not preprocess them (the pipeline does)."
+            )
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"x_{what} has {len(x)} images and y_{what} {len(y)} labels.")
+    if x_train.shape[1:] != x_val.shape[1:]:
+        raise ValueError(f"Image sizes differ: {x_train.shape[1:]} vs {x_val.shape[1:]}.")
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short hash of arrays' shapes and bytes (tells a cached run's data apart)."""
+    h = hashlib.blake2b(digest_size=8)
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def train_model(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    profile: Profile,
+    loss: str | keras.losses.Loss = "crossentropy",
+    seed: int = 0,
+    num_classes: int = 3,
+    retrain: bool = False,
+    verbose: bool = True,
+    bn_momentum: float | None = None,
+    monitor_batch_stats: bool = True,
+) -> TrainedModel:
+    """Train Xception on uint8 images (or load the finished run saved earlier).
+
+    Parameters
+    ----------
+    name
+        Run name, e.g. ``"regular"``; artifacts go to
+        ``artifacts_dir()/<profile>/<backend>/<name>-seed<seed>/``.
+    x_train, y_train, x_val, y_val
+        uint8 images ``(N, H, W, 3)`` and int labels: true labels for ``"crossentropy"``,
+        complementary labels for a complementary loss. Validation drives early stopping.
+    profile
+        Batch size, learning rate (Adam, ``amsgrad`` per profile), max epochs, patience and
+        the training-image cap (``max_train_images``, stratified and seeded).
+    loss
+        ``"crossentropy"``, a name from ``helpers.complementary.LOSS_NAMES``, or a
+        ``keras.losses.Loss`` taking logits.
+    seed
+        Seeds weights, shuffling, augmentation and the image cap.
+    num_classes
+        Number of classes (logits).
+    retrain
+        Train even when a finished run exists (it is replaced atomically at the end).
+    verbose
+        Print one line per epoch.
+    bn_momentum
+        BatchNorm momentum; ``None`` uses :func:`bn_momentum_for` the steps per epoch.
+    monitor_batch_stats
+        Record ``val_<metric>_batch_stats`` per epoch (costs one forward pass over up to
+        256 validation images per epoch).
+
+    Returns
+    -------
+    TrainedModel
+        The softmax model with the best epoch's weights, and its training record.
+
+    Raises
+    ------
+    ValueError
+        For images that are not uint8 ``(N, H, W, 3)``, mismatched lengths, an unknown loss,
+        or a saved run of this name that was trained on other data or settings.
+    """
+    _check_inputs(x_train, y_train, x_val, y_val)
+    directory = artifacts.run_dir(name, profile.name, seed)
+    x_train, y_train = cap_training_set(x_train, y_train, profile.max_train_images, seed)
+    loss_fn, metric, labels = resolve_loss(loss, num_classes)
+    steps = math.ceil(len(x_train) / profile.batch_size)
+    momentum = bn_momentum_for(steps) if bn_momentum is None else float(bn_momentum)
+    request = {
+        "name": name,
+        "profile": profile.as_dict(),
+        "backend": keras.backend.backend(),
+        "seed": seed,
+        "loss": loss if isinstance(loss, str) else type(loss).__name__,
+        "labels": labels,
+        "num_classes": num_classes,
+        "input_shape": list(x_train.shape[1:]),
+        "bn_momentum": momentum,
+        "data": fingerprint(x_train, y_train, x_val, y_val),
+    }
+    if not retrain and artifacts.is_complete(directory):
+        return _load(directory, request, verbose)
+
+    keras.utils.set_random_seed(seed)
+    model = build_xception(x_train.shape[1:], num_classes, bn_momentum=momentum, seed=seed)
+    trainer = compile_for_training(model, loss_fn, metric, profile)
+    callbacks: list[Any] = []
+    if monitor_batch_stats:
+        callbacks.append(BatchStatsMonitor(model, x_val, y_val, metric, profile.batch_size))
+    callbacks += [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=profile.patience, restore_best_weights=True
+        ),
+    ]
+    if verbose:
+        callbacks.append(EpochLine(profile.max_epochs))
+        print(
+            f"training {name} (seed {seed}, {keras.backend.backend()}): {len(x_train)} images, "
+            f"{steps} steps/epoch, BatchNorm momentum {momentum:.3f}",
+            flush=True,
+        )
+    start = time.perf_counter()
+    fit = trainer.fit(
+        AugmentedBatches(x_train, y_train, profile.batch_size, seed=seed),
+        validation_data=(preprocess(x_val), np.asarray(y_val)),
+        validation_batch_size=profile.batch_size,
+        epochs=profile.max_epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    wall = time.perf_counter() - start
+    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    epochs_run = len(history["loss"])
+    best = _best_epoch(history)
+    meta = {**request, "epochs_run": epochs_run, "best_epoch": best, "wall_time_s": wall}
+    meta.update(train_images=len(x_train), val_images=len(x_val), keras=keras.__version__)
+    artifacts.save_run(directory, model, history, meta)
+    if verbose:
+        print(f"best epoch {best} of {epochs_run}; {wall:.0f}s; saved to {directory}", flush=True)
+    return TrainedModel(model, history, epochs_run, best, wall, False, directory, meta)
+
+
+def _best_epoch(history: dict[str, list[float]]) -> int:
+    """1-based epoch of the lowest finite validation loss (the last epoch if none is finite)."""
+    val = np.asarray(history.get("val_loss", []), dtype=float)
+    if not np.isfinite(val).any():
+        return len(history["loss"])
+    return int(np.nanargmin(np.where(np.isfinite(val), val, np.nan))) + 1
+
+
+def _load(directory: Path, request: dict[str, Any], verbose: bool) -> TrainedModel:
+    weights, history, meta = artifacts.load_run(directory)
+    changed = [k for k, v in request.items() if meta.get(k) != v]
+    if changed:
+        raise ValueError(
+            f"The saved run in {directory} was trained with other {', '.join(changed)}. "
+            "Pass retrain=True to replace it, or choose another run name."
+        )
+    model = build_xception(
+        tuple(meta["input_shape"]), meta["num_classes"], bn_momentum=meta["bn_momentum"]
+    )
+    model.load_weights(str(weights))
+    if verbose:
+        print(
+            f"loaded {meta['name']} (seed {meta['seed']}) from {directory}: best epoch "
+            f"{meta['best_epoch']} of {meta['epochs_run']}, trained in {meta['wall_time_s']:.0f}s",
+            flush=True,
+        )
+    return TrainedModel(
+        model,
+        history,
+        int(meta["epochs_run"]),
+        int(meta["best_epoch"]),
+        float(meta["wall_time_s"]),
+        True,
+        directory,
+        meta,
+    )
+
+
+def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities ``(N, K)`` for uint8 images (preprocessed batch by batch)."""
+    if len(x) == 0:
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    batches = AugmentedBatches(x, None, batch_size, augment=False, shuffle=False)
+    return np.asarray(model.predict(batches, verbose=0))
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 32) -> float:
+    """Accuracy of ``model`` on uint8 images ``x`` with true labels ``y`` (inference mode)."""
+    return score("accuracy", predict_proba(model, x, batch_size), y)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts ``(K, K)``: row = true class, column = predicted class.
+
+    ``y_pred`` may be labels ``(N,)`` or scores ``(N, K)`` (argmax taken).
+    """
+    true = np.asarray(y_true).reshape(-1).astype(np.int64)
+    pred = np.asarray(y_pred)
+    pred = (np.argmax(pred, axis=-1) if pred.ndim == 2 else pred.reshape(-1)).astype(np.int64)
+    if true.shape != pred.shape:
+        raise ValueError(f"{true.size} true labels but {pred.size} predictions.")
+    if true.size and (
+        min(true.min(), pred.min()) < 0 or max(true.max(), pred.max()) >= num_classes
+    ):
+        raise ValueError(f"Labels must lie in 0..{num_classes - 1}.")
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (true, pred), 1)
+    return counts
+
+
+def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of each class: the confusion matrix's diagonal over its row sums (NaN if empty)."""
+    counts = confusion_matrix(y_true, y_pred, num_classes)
+    totals = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(counts) / totals, np.nan)

@@ -1,0 +1,327 @@
+"""Tests for the training pipeline: augmentation, batch-norm fix, training, artifacts, metrics."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import artifacts
+from helpers.augment import (
+    AugmentedBatches,
+    affine_vector,
+    augment_images,
+    random_transforms,
+    warp_images,
+)
+from helpers.batchnorm import batch_stats_accuracy, bn_momentum_for
+from helpers.data import preprocess
+from helpers.profiles import Profile
+from helpers.training import (
+    cap_training_set,
+    compile_for_training,
+    confusion_matrix,
+    evaluate,
+    per_class_accuracy,
+    predict_proba,
+    resolve_loss,
+    train_model,
+)
+from helpers.xception import build_xception
+
+SIZE = 71
+TINY = Profile(
+    name="unit",
+    image_size=SIZE,
+    batch_size=8,
+    learning_rate=1e-3,
+    max_epochs=1,
+    patience=1,
+    seeds=(0,),
+)
+
+
+def colour_images(n: int, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """A separable 3-class problem: class k has a brighter channel k, on noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.integers(0, 140, (n, size, size, 3))
+    x[np.arange(n), :, :, y] += 100
+    return x.astype(np.uint8), y.astype(np.int64)
+
+
+@pytest.fixture(autouse=True)
+def scratch_artifacts(tmp_path, monkeypatch):
+    monkeypatch.setenv(artifacts.ARTIFACTS_ENV, str(tmp_path / "artifacts"))
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_augmentation_keeps_shape_dtype_and_range():
+    x, _ = colour_images(6)
+    out = augment_images(x, seed=3)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= x.min() - 1e-3 and out.max() <= x.max() + 1e-3
+    assert not np.allclose(out, x)
+
+
+def test_augmentation_is_deterministic_in_the_seed():
+    x, _ = colour_images(4)
+    np.testing.assert_array_equal(augment_images(x, 7), augment_images(x, 7))
+    assert not np.allclose(augment_images(x, 7), augment_images(x, 8))
+
+
+def _warp(x, vector):
+    return warp_images(x, np.stack([vector] * len(x)))
+
+
+def test_warp_geometry_flips_rotation_and_shift_are_exact():
+    x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(_warp(x, affine_vector(0, 0, 0, True, False, 8, 8)), x[:, :, ::-1])
+    np.testing.assert_allclose(_warp(x, affine_vector(0, 0, 0, False, True, 8, 8)), x[:, ::-1])
+    quarter = _warp(x, affine_vector(np.pi / 2, 0, 0, False, False, 8, 8))
+    np.testing.assert_allclose(quarter, np.rot90(x, 1, axes=(1, 2)), atol=1e-3)
+    shifted = _warp(x, affine_vector(0, 2, 0, False, False, 8, 8))  # 2 px, edges repeated
+    np.testing.assert_allclose(shifted[:, :, :6], x[:, :, 2:])
+    np.testing.assert_allclose(shifted[:, :, 6:], np.repeat(x[:, :, 7:], 2, axis=2))
+
+
+def test_random_transforms_follow_the_original_ranges():
+    vectors = random_transforms(np.random.default_rng(0), 4000, 100, 100)
+    angles = np.degrees(np.arctan2(np.abs(vectors[:, 3]), np.abs(vectors[:, 0])))
+    assert angles.max() <= 90.0 + 1e-3 and angles.max() > 89.0
+    flips_x = np.mean(np.sign(vectors[:, 0] * vectors[:, 4] - vectors[:, 1] * vectors[:, 3]) < 0)
+    assert 0.45 < flips_x < 0.55  # one flip (not both) reverses orientation half the time
+    # an image's centre lands within 10 % of the size (plus rotation of the centre: none)
+    centre = vectors[:, [0, 1]] @ [49.5, 49.5] + vectors[:, 2]
+    assert np.all(np.abs(centre - 49.5) <= 10.0 + 1e-3)
+
+
+def test_batches_are_preprocessed_seeded_and_reshuffled_each_epoch():
+    x, y = colour_images(20)
+    batches = AugmentedBatches(x, y, 8, seed=1, workers=1)
+    assert len(batches) == 3
+    xb, yb = batches[0]
+    assert xb.shape == (8, SIZE, SIZE, 3) and xb.dtype == np.float32
+    assert -1.0 <= xb.min() and xb.max() <= 1.0
+    np.testing.assert_array_equal(batches[0][0], xb)  # same epoch, same batch
+    assert batches[2][0].shape[0] == 4
+    assert sorted(np.concatenate([batches[i][1] for i in range(3)])) == sorted(y)
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][1], yb) or not np.allclose(batches[0][0], xb)
+    plain = AugmentedBatches(x, None, 8, augment=False, shuffle=False, workers=1)
+    np.testing.assert_array_equal(plain[1][0], preprocess(x[8:16]))
+    with pytest.raises(IndexError):
+        plain[3]
+
+
+def test_pipeline_runs_on_jax_without_tensorflow(tmp_path):
+    """Blocks `import tensorflow` and runs the augmentation and a prediction on JAX."""
+    pytest.importorskip("jax")
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["tensorflow"] = None  # any import of tensorflow now fails
+        import numpy as np
+        import keras
+        from helpers.augment import AugmentedBatches, augment_images
+        from helpers import training
+        assert keras.backend.backend() == "jax"
+        x = np.random.default_rng(0).integers(0, 256, (3, 71, 71, 3)).astype(np.uint8)
+        out = augment_images(x, 0)
+        assert out.shape == x.shape and out.dtype == np.float32
+        xb, yb = AugmentedBatches(x, np.arange(3), 2, workers=1)[0]
+        assert xb.shape == (2, 71, 71, 3)
+        print("ok", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok False")
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+def test_bn_momentum_for_sets_a_quarter_epoch_half_life():
+    m = bn_momentum_for(26)
+    assert m == pytest.approx(0.5 ** (1 / 6.5))
+    assert m ** (26 / 4) == pytest.approx(0.5)
+    assert bn_momentum_for(1) == 0.5 and bn_momentum_for(10_000) == 0.99
+    with pytest.raises(ValueError):
+        bn_momentum_for(0)
+
+
+def _trained_for(momentum, x, y, epochs):
+    keras.utils.set_random_seed(0)
+    model = build_xception((SIZE, SIZE, 3), 3, bn_momentum=momentum, seed=0)
+    loss, metric, _ = resolve_loss("crossentropy", 3)
+    trainer = compile_for_training(model, loss, metric, TINY)
+    fit = trainer.fit(preprocess(x), y, batch_size=TINY.batch_size, epochs=epochs, verbose=0)
+    return model, fit.history["loss"]
+
+
+def test_training_steps_reduce_the_loss_and_bn_fix_makes_inference_match_batch_stats():
+    """18 steps from scratch on batches of 8 reduce the loss. With momentum 0.99 the moving
+    statistics still mostly hold their initial values, so inference mode is at chance
+    although the network has learnt (batch-statistics accuracy); with bn_momentum_for they
+    have caught up."""
+    x, y = colour_images(48, seed=0)
+    x_val, y_val = colour_images(30, seed=1)
+    steps = len(x) // TINY.batch_size
+    model, losses = _trained_for(bn_momentum_for(steps), x, y, 3)
+    assert losses[-1] < losses[0]
+    fixed = batch_stats_accuracy(model, x_val, y_val)
+    default = batch_stats_accuracy(_trained_for(0.99, x, y, 3)[0], x_val, y_val)
+    evidence = {"fixed": fixed, "momentum 0.99": default}
+    assert fixed["batch_stats"] >= 0.9 and default["batch_stats"] >= 0.9, evidence  # both learnt
+    assert fixed["inference"] >= 0.9, evidence
+    assert default["inference"] <= 0.5, evidence  # the trap: near chance (1/3)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_resolve_loss_names():
+    loss, metric, labels = resolve_loss("crossentropy", 3)
+    assert isinstance(loss, keras.losses.SparseCategoricalCrossentropy) and metric == "accuracy"
+    assert loss.get_config().get("from_logits") is True
+    _, metric, labels = resolve_loss("scl_nl", 3)
+    assert (metric, labels) == ("pseudo_accuracy", "complementary")
+    with pytest.raises(ValueError, match="crossentropy"):
+        resolve_loss("nonsense", 3)
+
+
+def test_cap_training_set_is_stratified_and_seeded():
+    x = np.zeros((90, 2, 2, 3), np.uint8)
+    y = np.repeat([0, 1, 2], [30, 45, 15])
+    xs, ys = cap_training_set(x, y, 30, seed=0)
+    assert len(xs) == 30 and np.bincount(ys).tolist() == [10, 15, 5]
+    assert cap_training_set(x, y, None, 0)[0] is x
+
+
+def test_train_model_saves_reloads_and_guards_its_cache(capsys):
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    run = train_model("tiny", x, y, x_val, y_val, profile=TINY, seed=0)
+    out = capsys.readouterr().out
+    assert out.count("epoch   1/1") == 1 and "\r" not in out  # one line per epoch, no bars
+    assert not run.loaded_from_cache and run.epochs_run == 1 and run.best_epoch == 1
+    assert {"loss", "val_loss", "accuracy", "val_accuracy", "val_accuracy_batch_stats"} <= set(
+        run.history
+    )
+    assert artifacts.is_complete(run.directory)
+    assert run.directory == artifacts.run_dir("tiny", "unit", 0)
+    before = predict_proba(run.model, x_val)
+
+    again = train_model("tiny", x, y, x_val, y_val, profile=TINY, seed=0)
+    assert again.loaded_from_cache and again.history == run.history
+    assert again.wall_time_s == pytest.approx(run.wall_time_s)
+    np.testing.assert_allclose(predict_proba(again.model, x_val), before, rtol=1e-5, atol=1e-6)
+
+    with pytest.raises(ValueError, match="retrain=True"):
+        train_model("tiny", x[:8], y[:8], x_val, y_val, profile=TINY, seed=0)  # other data
+
+
+def test_train_model_with_a_complementary_loss():
+    from helpers.complementary import complementary_labels
+
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    ybar = complementary_labels(y, 3, seed=0)
+    ybar_val = complementary_labels(y_val, 3, seed=1)
+    run = train_model("comp", x, ybar, x_val, ybar_val, profile=TINY, loss="scl_nl", verbose=False)
+    assert {"pseudo_accuracy", "val_pseudo_accuracy", "val_pseudo_accuracy_batch_stats"} <= set(
+        run.history
+    )
+    assert run.meta["loss"] == "scl_nl" and run.meta["labels"] == "complementary"
+
+
+def test_rejects_preprocessed_or_mismatched_inputs():
+    x, y = colour_images(8)
+    with pytest.raises(ValueError, match="uint8"):
+        train_model("bad", preprocess(x), y, x, y, profile=TINY)
+    with pytest.raises(ValueError, match="labels"):
+        train_model("bad", x, y[:5], x, y, profile=TINY)
+    with pytest.raises(ValueError, match="plain"):
+        artifacts.run_dir("../escape", "unit", 0)
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def _save(directory, model, fail_at=None, monkeypatch=None):
+    if fail_at:
+        real = artifacts._write_json
+
+        def broken(path, data):
+            if path.name == fail_at:
+                raise KeyboardInterrupt  # as if the user stopped the kernel mid-save
+            real(path, data)
+
+        monkeypatch.setattr(artifacts, "_write_json", broken)
+    artifacts.save_run(directory, model, {"loss": [1.0]}, {"note": "meta"})
+
+
+def test_interrupted_save_leaves_nothing_that_loads(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    directory = tmp_path / "runs" / "m-seed0"
+    with pytest.raises(KeyboardInterrupt):
+        _save(directory, model, fail_at=artifacts.META, monkeypatch=monkeypatch)
+    assert not directory.exists() and not artifacts.is_complete(directory)
+    assert list(directory.parent.iterdir()) == []  # no temporary left behind
+    with pytest.raises(FileNotFoundError, match="retrain=True"):
+        artifacts.load_run(directory)
+
+
+def test_interrupted_resave_keeps_the_previous_run(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    directory = tmp_path / "runs" / "m-seed0"
+    _save(directory, model)
+    with pytest.raises(KeyboardInterrupt):
+        _save(directory, model, fail_at=artifacts.HISTORY, monkeypatch=monkeypatch)
+    weights, history, meta = artifacts.load_run(directory)
+    assert history == {"loss": [1.0]} and meta == {"note": "meta"} and weights.is_file()
+    assert sorted(p.name for p in directory.parent.iterdir()) == ["m-seed0"]
+
+
+def test_a_directory_without_the_marker_is_not_a_finished_run(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    directory = tmp_path / "m-seed0"
+    artifacts.save_run(directory, model, {}, {})
+    (directory / artifacts.MARKER).unlink()
+    assert not artifacts.is_complete(directory)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_predict_proba_and_evaluate_on_uint8_images():
+    model = build_xception((SIZE, SIZE, 3), 3, seed=0)
+    x, y = colour_images(5)
+    probs = predict_proba(model, x, batch_size=2)
+    assert probs.shape == (5, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert evaluate(model, x, y, batch_size=2) == pytest.approx(np.mean(probs.argmax(axis=1) == y))
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    y_true = np.array([0, 0, 1, 1, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 0, 0])
+    cm = confusion_matrix(y_true, y_pred, 3)
+    assert cm.tolist() == [[1, 1, 0], [1, 2, 0], [1, 0, 0]]
+    np.testing.assert_allclose(per_class_accuracy(y_true, y_pred, 3), [0.5, 2 / 3, 0.0])
+    scores = np.eye(3)[y_pred]
+    assert confusion_matrix(y_true, scores, 3).tolist() == cm.tolist()
+    assert np.isnan(per_class_accuracy(np.array([0]), np.array([0]), 2)[1])
+    with pytest.raises(ValueError):
+        confusion_matrix(y_true, y_pred[:3], 3)
+    with pytest.raises(ValueError):
+        confusion_matrix(y_true, y_pred + 2, 3)
