@@ -6,7 +6,7 @@
 #   .gpu/caltech/  a copy of 101_ObjectCategories holding the three classes
 # Then on the node, from the repository root:  OUT=/some/dir bash scripts/gpu_sweep.sh [profile]
 # Every loss trains in its own process (the GPU has room for all of them), each over the profile's
-# seeds; results land in $OUT/sweep-results.tgz (book/results/<profile>.json files, one per loss).
+# seeds; each writes $OUT/<loss>/<profile>.json as runs finish (kept even if the node is taken back).
 set -uo pipefail
 profile="${1:-laptop}"
 budget="${SWEEP_SECONDS:-330}"   # wall-clock cap per process: partial results are kept
@@ -28,14 +28,13 @@ python3 -c "from helpers.data import load_dataset; from helpers.profiles import 
 ds = load_dataset(profile=get_profile('$profile')); print('data', ds.x_train.shape, ds.x_test.shape)" \
   || exit 1
 
-mkdir -p "$OUT/work"
+logs=/tmp/sweep-logs; mkdir -p "$logs"
 start=$(date +%s)
 for loss in ${SWEEP_LOSSES:-crossentropy article pc nn forward scl_nl scl_exp}; do
-  BOOK_RESULTS_DIR="$OUT/work/$loss" timeout "$budget" \
+  BOOK_RESULTS_DIR="$OUT/$loss" timeout "$budget" \
     python3 scripts/sweep_losses.py --profile "$profile" --losses "$loss" \
-    > "$OUT/work/$loss.log" 2>&1 &
+    > "$logs/$loss.log" 2>&1 &
 done
 wait
 echo "sweep wall time: $(( $(date +%s) - start )) s"
-tail -n 3 "$OUT"/work/*.log
-tar czf "$OUT/sweep-results.tgz" -C "$OUT/work" . && rm -rf "$OUT/work"
+tail -n 4 "$logs"/*.log
