@@ -203,6 +203,8 @@ def _check_input(model: keras.Model, x: ArrayLike) -> Floats:
         e is not None and e != s for e, s in zip(expected, arr.shape[1:], strict=True)
     ):
         raise ValueError(f"x must have shape (N, *{expected}), got {arr.shape}.")
+    if len(arr) == 0:
+        raise ValueError("x holds no images.")
     return arr.astype(np.float32, copy=False)
 
 
@@ -244,6 +246,17 @@ class GradientPass:
     class_index: NDArray[np.int32]  # (N,) the class whose score was differentiated
 
 
+def _requested_classes(
+    model: keras.Model, class_index: ClassChoice, n: int, labels: ArrayLike | None
+) -> NDArray[np.int32]:
+    """:func:`class_request`, checked against the model's number of classes."""
+    requested = class_request(class_index, n, labels)
+    num_classes = int(_logits_tensor(model).shape[-1])
+    if (requested >= num_classes).any():
+        raise ValueError(f"Class indices must be < {num_classes} (the model's classes).")
+    return requested
+
+
 def _batches(
     model: keras.Model,
     x: ArrayLike,
@@ -257,10 +270,9 @@ def _batches(
     """Yield ``(layers in depth order, step output, logits, classes)`` batch by batch."""
     xs = _check_input(model, x)
     n = len(xs)
-    requested = class_request(class_index, n, labels)
-    num_classes = int(_logits_tensor(model).shape[-1])
-    if (requested >= num_classes).any():
-        raise ValueError(f"Class indices must be < {num_classes} (the model's classes).")
+    requested = _requested_classes(model, class_index, n, labels)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     ordered = depth_sorted(model, layers)
     step = gradient_step(model, ordered, score, methods)
     size = min(batch_size, n)
@@ -557,6 +569,13 @@ def _min_max(maps: Floats) -> Floats:
     return _scaled(maps - low, (maps - low).max(axis=(-2, -1), keepdims=True))
 
 
+def _masked_probability(features: keras.Model, image: Floats, channels: Floats, c: int) -> Floats:
+    """Class-``c`` probability of ``image`` masked by each min-max scaled, upsampled channel."""
+    masks = _min_max(upsample(channels, image.shape[:2]))  # (k, H, W), a chunk at a time
+    logits = np.asarray(features.predict_on_batch(image * masks[..., None])[1], np.float32)
+    return _softmax(logits)[:, c]
+
+
 def score_cam(
     model: keras.Model,
     x: ArrayLike,
@@ -582,17 +601,17 @@ def score_cam(
         ("forward", layer),
         lambda: keras.Model(model.inputs, [model.get_layer(layer).output, _logits_tensor(model)]),
     )
+    requested = _requested_classes(model, class_index, len(xs), labels)
     maps = []
-    for i in range(len(xs)):
-        acts, z = features.predict_on_batch(xs[i : i + 1])
-        a = np.asarray(acts)[0]
-        c = int(class_request(class_index, len(xs), labels)[i])
-        c = int(np.argmax(z[0])) if c < 0 else c
-        masks = _min_max(upsample(np.moveaxis(a, -1, 0), size))  # (K, H, W)
+    for image, wanted in zip(xs, requested, strict=True):
+        acts, z = features.predict_on_batch(image[None])
+        a = np.asarray(acts, np.float32)[0]
+        c = int(np.argmax(z[0])) if wanted < 0 else int(wanted)
+        channels = np.moveaxis(a, -1, 0)  # (K, h, w)
         weights = np.concatenate(
             [
-                _softmax(np.asarray(features.predict_on_batch(xs[i] * chunk[..., None])[1]))[:, c]
-                for chunk in np.array_split(masks, max(1, len(masks) // batch_size))
+                _masked_probability(features, image, channels[k : k + batch_size], c)
+                for k in range(0, len(channels), batch_size)
             ]
         )
         maps.append(_relu(np.einsum("hwk,k->hw", a, weights)))
