@@ -20,6 +20,8 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,7 +38,7 @@ def build_model(size: int) -> keras.Model:
     return build_xception((size, size, 3), num_classes=3, seed=0)
 
 
-def keras_io_heatmap(img_array, model, layer_name):
+def keras_io_heatmap(img_array: np.ndarray, model: keras.Model, layer_name: str) -> np.ndarray:
     """The keras.io Grad-CAM example, verbatim in spirit (logits model, one image)."""
     import tensorflow as tf
 
@@ -49,26 +51,27 @@ def keras_io_heatmap(img_array, model, layer_name):
     grads = tape.gradient(class_channel, layer_output)
     pooled_grads = tf.reduce_mean(grads, axis=(0, 1, 2))
     heatmap = layer_output[0] @ pooled_grads[..., tf.newaxis]
-    return tf.maximum(tf.squeeze(heatmap, -1), 0).numpy()
+    return np.asarray(tf.maximum(tf.squeeze(heatmap, -1), 0))
 
 
-def floor_step(model):
+def floor_step(model: keras.Model) -> Callable[[np.ndarray], Any]:
     """Compiled forward + backward with weight gradients, as in a training step."""
     import tensorflow as tf
 
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
 
-    @tf.function(reduce_retracing=True)
-    def step(x):
+    @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
+    def step(x: Any) -> Any:
         with tf.GradientTape() as tape:
             z = logits_model(x, training=False)
             score = tf.reduce_sum(tf.reduce_max(z, axis=-1))
         return tape.gradient(score, logits_model.trainable_variables)
 
-    return step
+    compiled: Callable[[np.ndarray], Any] = step
+    return compiled
 
 
-def timed(fn, repeats):
+def timed(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
