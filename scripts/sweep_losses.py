@@ -22,65 +22,27 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from helpers.complementary import (
-    LOSS_NAMES,
-    complementary_labels,
-    expected_pseudo_accuracy,
-    pseudo_accuracy,
-    true_accuracy,
+from helpers.complementary import LOSS_NAMES
+from helpers.experiment import (
+    REFERENCE,
+    Experiment,
+    prepare_experiment,
+    score_run,
+    train_run,
 )
-from helpers.data import Dataset, load_dataset, stratified_split
 from helpers.manifest import format_manifest, run_manifest
 from helpers.profiles import Profile, get_profile
 from helpers.results import record
 
 CHAPTER = "complementary_sweep"
-REFERENCE = "crossentropy"
-VAL_FRACTION = 0.2  # share of every training class carved out for validation
-SPLIT_SEED = 0  # one validation split for every loss and seed: only labels and weights vary
-TEST_LABEL_SEED = 10_000  # one fixed draw of test complementary labels, for pseudo accuracy
-
-
-@dataclass
-class SweepData:
-    """Images and labels shared by every run of the sweep."""
-
-    dataset: Dataset
-    idx_fit: np.ndarray
-    idx_val: np.ndarray
-    ybar_test: np.ndarray
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.dataset.class_names)
-
-
-def prepare_data(profile: Profile, max_per_class: int | None = None) -> SweepData:
-    """Load the data set once; carve the validation split; draw the test complementary labels."""
-    ds = load_dataset(profile=profile, max_per_class=max_per_class)
-    idx_fit, idx_val = stratified_split(ds.y_train, VAL_FRACTION, seed=SPLIT_SEED)
-    ybar_test = complementary_labels(ds.y_test, len(ds.class_names), seed=TEST_LABEL_SEED)
-    return SweepData(ds, idx_fit, idx_val, ybar_test)
-
-
-def training_labels(data: SweepData, loss: str, seed: int) -> np.ndarray:
-    """True labels for the reference, else complementary labels drawn with ``seed``."""
-    y = data.dataset.y_train
-    return y if loss == REFERENCE else complementary_labels(y, data.num_classes, seed)
-
-
-def run_name(loss: str, max_per_class: int | None) -> str:
-    """Artifact name; a capped data set gets its own, so it never loads a full-data model."""
-    return f"sweep-{loss}" + ("" if max_per_class is None else f"-cap{max_per_class}")
 
 
 def train_and_score(
-    data: SweepData,
+    data: Experiment,
     loss: str,
     seed: int,
     profile: Profile,
@@ -90,38 +52,22 @@ def train_and_score(
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Train (or load) one model and score it on the test set; return its result row."""
-    from helpers.training import predict_proba, train_model
-
-    labels = training_labels(data, loss, seed)
-    ds = data.dataset
-    trained = train_model(
-        run_name(loss, max_per_class),
-        ds.x_train[data.idx_fit],
-        labels[data.idx_fit],
-        ds.x_train[data.idx_val],
-        labels[data.idx_val],
-        profile=profile,
-        loss=loss,
-        seed=seed,
-        num_classes=data.num_classes,
-        retrain=retrain,
-        verbose=verbose,
+    trained = train_run(
+        data, loss, seed, profile, max_per_class=max_per_class, retrain=retrain, verbose=verbose
     )
-    scores = predict_proba(trained.model, ds.x_test, batch_size=profile.batch_size)
-    accuracy = true_accuracy(scores, ds.y_test)
+    scores = score_run(data, trained.model, batch_size=profile.batch_size)
+    del scores["probabilities"]
     return {
         "loss": loss,
         "seed": seed,
-        "true_accuracy": accuracy,
-        "pseudo_accuracy": pseudo_accuracy(scores, data.ybar_test),
-        "expected_pseudo_accuracy": expected_pseudo_accuracy(accuracy, data.num_classes),
+        **scores,
         "epochs": int(trained.epochs_run),
         "best_epoch": int(trained.best_epoch),
         "wall_time_s": float(trained.wall_time_s),
         "loaded_from_cache": bool(trained.loaded_from_cache),
         "train_images": int(len(data.idx_fit)),
         "val_images": int(len(data.idx_val)),
-        "test_images": int(len(ds.y_test)),
+        "test_images": int(len(data.dataset.y_test)),
     }
 
 
@@ -178,7 +124,7 @@ def run_sweep(
     """Train every ``loss`` for every ``seed``, record each result; return the result rows."""
     manifest = run_manifest(profile)
     print(format_manifest(manifest), flush=True)
-    data = prepare_data(profile, max_per_class)
+    data = prepare_experiment(profile, max_per_class)
     extra = {"device": manifest["device"], "command": command, "max_per_class": max_per_class}
     rows = []
     for loss in losses:

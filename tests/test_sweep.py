@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.experiment import prepare_experiment, training_labels
 from helpers.profiles import get_profile
 from helpers.results import load_results
 
@@ -56,12 +57,12 @@ def test_summarise_mean_and_sample_std():
 
 
 def test_complementary_training_labels_hide_the_true_ones():
-    data = sweep.prepare_data(get_profile("smoke"), max_per_class=10)
+    data = prepare_experiment(get_profile("smoke"), max_per_class=10)
     y = data.dataset.y_train
     for seed in (0, 1):
-        ybar = sweep.training_labels(data, "article", seed)
+        ybar = training_labels(data, "article", seed)
         assert np.all(ybar != y)
-    np.testing.assert_array_equal(sweep.training_labels(data, "crossentropy", 0), y)
+    np.testing.assert_array_equal(training_labels(data, "crossentropy", 0), y)
     assert np.all(data.ybar_test != data.dataset.y_test)
     assert np.intersect1d(data.idx_fit, data.idx_val).size == 0
     assert len(data.idx_fit) + len(data.idx_val) == len(y)
@@ -88,7 +89,7 @@ def test_smoke_sweep_records_real_runs(tmp_path, capsys, monkeypatch):
     assert sweep.main([*TINY, "--losses", "article", "--results-dir", str(tmp_path)]) == 0
 
     # Neither the training nor the validation labels may be the true ones.
-    data = sweep.prepare_data(get_profile("smoke"), max_per_class=10)
+    data = prepare_experiment(get_profile("smoke"), max_per_class=10)
     (_, y_fit, _, y_val) = seen[0]
     assert np.all(y_fit != data.dataset.y_train[data.idx_fit])
     assert np.all(y_val != data.dataset.y_train[data.idx_val])

@@ -1,0 +1,115 @@
+"""The book's experiment, set up once: data, validation split, labels and run names.
+
+Chapters 2-5 and ``scripts/sweep_losses.py`` all train through :func:`train_run`, so a model
+trained by one of them (same profile, loss, seed and backend) is loaded by the others instead
+of trained again. Only the labels and the weights vary between runs: every run sees the same
+images, the same validation split, and the same held-out test set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from helpers.complementary import (
+    complementary_labels,
+    expected_pseudo_accuracy,
+    pseudo_accuracy,
+    true_accuracy,
+)
+from helpers.data import Dataset, load_dataset, stratified_split
+from helpers.profiles import Profile
+
+REFERENCE = "crossentropy"
+VAL_FRACTION = 0.2  # share of every training class carved out for validation
+SPLIT_SEED = 0  # one validation split for every loss and seed
+TEST_LABEL_SEED = 10_000  # one fixed draw of test complementary labels, for pseudo accuracy
+
+
+@dataclass
+class Experiment:
+    """Images and labels shared by every run."""
+
+    dataset: Dataset
+    idx_fit: np.ndarray
+    idx_val: np.ndarray
+    ybar_test: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (3 in the book)."""
+        return len(self.dataset.class_names)
+
+
+def prepare_experiment(profile: Profile, max_per_class: int | None = None) -> Experiment:
+    """Load the data set; carve the validation split; draw the test complementary labels.
+
+    ``max_per_class`` caps every class (quick checks only; ``None`` is the book's data).
+    """
+    ds = load_dataset(profile=profile, max_per_class=max_per_class)
+    idx_fit, idx_val = stratified_split(ds.y_train, VAL_FRACTION, seed=SPLIT_SEED)
+    ybar_test = complementary_labels(ds.y_test, len(ds.class_names), seed=TEST_LABEL_SEED)
+    return Experiment(ds, idx_fit, idx_val, ybar_test)
+
+
+def training_labels(exp: Experiment, loss: str, seed: int) -> np.ndarray:
+    """True labels for ordinary cross-entropy, else complementary labels drawn with ``seed``.
+
+    The same draw labels the training *and* the validation images, so a complementary run
+    never sees a true label, not even for early stopping.
+    """
+    y = exp.dataset.y_train
+    return y if loss == REFERENCE else complementary_labels(y, exp.num_classes, seed)
+
+
+def run_name(loss: str, max_per_class: int | None = None) -> str:
+    """``regular`` or ``complementary-<loss>``; a capped data set gets its own name."""
+    base = "regular" if loss == REFERENCE else f"complementary-{loss}"
+    return base + ("" if max_per_class is None else f"-cap{max_per_class}")
+
+
+def train_run(
+    exp: Experiment,
+    loss: str,
+    seed: int,
+    profile: Profile,
+    *,
+    max_per_class: int | None = None,
+    retrain: bool = False,
+    verbose: bool = True,
+) -> Any:
+    """Train (or load) the model for ``loss`` and ``seed``; returns a ``TrainedModel``."""
+    from helpers.training import train_model
+
+    labels = training_labels(exp, loss, seed)
+    ds = exp.dataset
+    return train_model(
+        run_name(loss, max_per_class),
+        ds.x_train[exp.idx_fit],
+        labels[exp.idx_fit],
+        ds.x_train[exp.idx_val],
+        labels[exp.idx_val],
+        profile=profile,
+        loss=loss,
+        seed=seed,
+        num_classes=exp.num_classes,
+        retrain=retrain,
+        verbose=verbose,
+    )
+
+
+def score_run(exp: Experiment, model: Any, batch_size: int = 32) -> dict[str, Any]:
+    """True and pseudo test accuracy of ``model``, and the pseudo accuracy theory predicts."""
+    from helpers.training import predict_proba
+
+    ds = exp.dataset
+    scores = predict_proba(model, ds.x_test, batch_size=batch_size)
+    accuracy = true_accuracy(scores, ds.y_test)
+    return {
+        "true_accuracy": accuracy,
+        "pseudo_accuracy": pseudo_accuracy(scores, exp.ybar_test),
+        "expected_pseudo_accuracy": expected_pseudo_accuracy(accuracy, exp.num_classes),
+        "probabilities": scores,
+    }
