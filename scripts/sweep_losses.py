@@ -24,14 +24,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from helpers.complementary import LOSS_NAMES
 from helpers.experiment import (
     REFERENCE,
     Experiment,
+    format_summary,
     prepare_experiment,
     score_run,
+    summarise,
     train_run,
 )
 from helpers.manifest import format_manifest, run_manifest
@@ -79,35 +79,6 @@ def format_row(row: dict[str, Any]) -> str:
         f"pseudo acc {row['pseudo_accuracy']:.3f} (expected {row['expected_pseudo_accuracy']:.3f})  "
         f"epochs {row['epochs']:>3}  {row['wall_time_s']:7.1f} s{cached}"
     )
-
-
-def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per loss: mean and sample standard deviation (0 for one seed) over its seeds."""
-    summary: dict[str, dict[str, Any]] = {}
-    for loss in dict.fromkeys(r["loss"] for r in rows):
-        mine = [r for r in rows if r["loss"] == loss]
-        entry: dict[str, Any] = {"seeds": [r["seed"] for r in mine], "n": len(mine)}
-        for key in ("true_accuracy", "pseudo_accuracy", "epochs", "wall_time_s"):
-            values = np.array([r[key] for r in mine], dtype=np.float64)
-            entry[f"{key}_mean"] = float(values.mean())
-            entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        summary[loss] = entry
-    return summary
-
-
-def format_summary(summary: dict[str, dict[str, Any]]) -> str:
-    """The final table: mean +- standard deviation over seeds."""
-    lines = [
-        f"{'loss':<12} {'seeds':>5}  {'true accuracy':>15}  {'pseudo accuracy':>15}  "
-        f"{'epochs':>6}  {'time/run':>8}"
-    ]
-    for loss, s in summary.items():
-        lines.append(
-            f"{loss:<12} {s['n']:>5}  {s['true_accuracy_mean']:.3f} ± {s['true_accuracy_std']:.3f}"
-            f"    {s['pseudo_accuracy_mean']:.3f} ± {s['pseudo_accuracy_std']:.3f}  "
-            f"{s['epochs_mean']:>6.1f}  {s['wall_time_s_mean']:>6.0f} s"
-        )
-    return "\n".join(lines)
 
 
 def run_sweep(

@@ -8,7 +8,9 @@ images, the same validation split, and the same held-out test set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +23,13 @@ from helpers.complementary import (
 )
 from helpers.data import Dataset, load_dataset, stratified_split
 from helpers.profiles import Profile
+from helpers.results import load_results
 
 REFERENCE = "crossentropy"
 VAL_FRACTION = 0.2  # share of every training class carved out for validation
 SPLIT_SEED = 0  # one validation split for every loss and seed
 TEST_LABEL_SEED = 10_000  # one fixed draw of test complementary labels, for pseudo accuracy
+SWEEP_CHAPTER = "complementary_sweep"  # where scripts/sweep_losses.py records its runs
 
 
 @dataclass
@@ -113,3 +117,64 @@ def score_run(exp: Experiment, model: Any, batch_size: int = 32) -> dict[str, An
         "expected_pseudo_accuracy": expected_pseudo_accuracy(accuracy, exp.num_classes),
         "probabilities": scores,
     }
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per loss: mean and sample standard deviation (0 for one seed) over its seeds."""
+    summary: dict[str, dict[str, Any]] = {}
+    for loss in dict.fromkeys(r["loss"] for r in rows):
+        mine = [r for r in rows if r["loss"] == loss]
+        entry: dict[str, Any] = {"seeds": [r["seed"] for r in mine], "n": len(mine)}
+        for key in ("true_accuracy", "pseudo_accuracy", "epochs", "wall_time_s"):
+            values = np.array([r[key] for r in mine], dtype=np.float64)
+            entry[f"{key}_mean"] = float(values.mean())
+            entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        summary[loss] = entry
+    return summary
+
+
+def format_summary(summary: dict[str, dict[str, Any]]) -> str:
+    """The final table: mean +- standard deviation over seeds."""
+    lines = [
+        f"{'loss':<12} {'seeds':>5}  {'true accuracy':>15}  {'pseudo accuracy':>15}  "
+        f"{'epochs':>6}  {'time/run':>8}"
+    ]
+    for loss, s in summary.items():
+        lines.append(
+            f"{loss:<12} {s['n']:>5}  {s['true_accuracy_mean']:.3f} ± {s['true_accuracy_std']:.3f}"
+            f"    {s['pseudo_accuracy_mean']:.3f} ± {s['pseudo_accuracy_std']:.3f}  "
+            f"{s['epochs_mean']:>6.1f}  {s['wall_time_s_mean']:>6.0f} s"
+        )
+    return "\n".join(lines)
+
+
+def load_sweep(profile: str, directory: Path | str | None = None) -> list[dict[str, Any]]:
+    """Every run the loss sweep recorded for ``profile``, as result rows (one per loss and seed).
+
+    Each row carries the run's ``date`` and ``device`` from the results store beside its scores.
+    """
+    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
+    rows = []
+    for key, entry in sorted(entries.items()):
+        if "/seed" not in key:
+            continue
+        rows.append({**entry["value"], "date": entry.get("date"), "device": entry.get("device")})
+    return rows
+
+
+def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The sweep's summary table (regular reference first), or a note when nothing ran yet."""
+    if not rows:
+        return "No sweep results recorded for this profile yet: run scripts/sweep_losses.py."
+    order = {
+        name: i
+        for i, name in enumerate((REFERENCE, "article", "pc", "nn", "forward", "scl_nl", "scl_exp"))
+    }
+    ordered = sorted(rows, key=lambda r: (order.get(r["loss"], 99), r["seed"]))
+    dates = sorted({str(r["date"]) for r in rows if r.get("date")})
+    devices = sorted({str(r["device"]) for r in rows if r.get("device")})
+    return (
+        format_summary(summarise(ordered))
+        + f"\n(mean ± standard deviation over seeds; runs from {', '.join(dates) or '?'} "
+        f"on {'; '.join(devices) or '?'})"
+    )

@@ -73,7 +73,10 @@ def learning_curves(history: Mapping[str, Sequence[float]], title: str = "") -> 
 
 
 def confusion_matrix_plot(
-    cm: np.ndarray, class_names: Sequence[str], title: str = "", xlabel: str = "predicted",
+    cm: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "",
+    xlabel: str = "predicted",
     ylabel: str = "true",
 ) -> Figure:
     """A count matrix with its numbers written in the cells."""
@@ -88,8 +91,15 @@ def confusion_matrix_plot(
     ax.set_ylabel(ylabel)
     high = cm.max() if cm.size else 0
     for (i, j), count in np.ndenumerate(cm):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > high / 2 else "black", fontsize=9)
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > high / 2 else "black",
+            fontsize=9,
+        )
     if title:
         ax.set_title(title, fontsize=9)
     return fig
@@ -171,4 +181,39 @@ def curves_plot(
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
+    return fig
+
+
+def loss_shapes(num_classes: int = 3, points: int = 200) -> Figure:
+    """Each per-image complementary loss as a function of the complementary probability.
+
+    The other ``K - 1`` classes share the remaining probability evenly; ``nn`` is a batch
+    loss and has no per-image curve, so its unbiased per-image form (``free``) stands in.
+    """
+    import keras
+
+    from helpers import complementary as cl
+
+    p = np.linspace(1e-3, 1 - 1e-3, points)
+    rest = np.log((1 - p) / (num_classes - 1))
+    logits = np.stack([np.log(p), *[rest] * (num_classes - 1)], axis=1).astype("float32")
+    ybar = np.zeros(points, dtype="int64")
+    functions = {
+        "article": cl.article_loss,
+        "pc": cl.pc_loss,
+        "forward": cl.forward_loss,
+        "scl_nl": cl.scl_nl_loss,
+        "scl_exp": cl.scl_exp_loss,
+        "free (nn, uncorrected)": cl.free_loss,
+    }
+    fig = Figure(figsize=(6.4, 2.6), dpi=DPI, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for name, fn in functions.items():
+        values = keras.ops.convert_to_numpy(fn(ybar, logits))
+        target = right if name.startswith("free") or name == "pc" else left
+        target.plot(p, values, label=name)
+    for ax in (left, right):
+        ax.set_xlabel(r"$p_{\bar y}$, probability of the complementary class")
+        ax.legend(fontsize=7)
+    left.set_ylabel("loss")
     return fig
