@@ -360,3 +360,35 @@ def test_tensorflow_and_jax_give_the_same_maps(tmp_path):
                     atol=1e-4,
                     err_msg=f"{score}/{m}/{layer}",
                 )
+
+
+def test_deep_layer_equivalence_on_xception():
+    """At block14_sepconv2_act (GAP + logits after it) Grad-CAM is the original CAM."""
+    from helpers.gradcam import deep_layer_equivalence
+    from helpers.xception import build_xception
+
+    model = build_xception((71, 71, 3), 3, seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 71, 71, 3)).astype("float32")
+    check = deep_layer_equivalence(model, x)
+    assert check["gradient_spatial_spread"] < 1e-4
+    assert check["max_relative_difference"] < 1e-4
+    # An intermediate layer is not spatially constant: the check can tell the difference.
+    from helpers.gradcam import compute_gradients
+
+    g = compute_gradients(model, x, ["block9_add"]).gradients["block9_add"]
+    assert np.abs(g - g.mean(axis=(1, 2), keepdims=True)).max() > 1e-3 * np.abs(g).max()
+
+
+def test_classic_cam_is_the_dense_weighted_sum():
+    from helpers.gradcam import classic_cam
+
+    inputs = keras.Input((4, 4, 2))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    logits = keras.layers.Dense(3, use_bias=False, name="logits")(pooled)
+    model = keras.Model(inputs, logits)
+    kernel = np.arange(6, dtype="float32").reshape(2, 3)
+    model.get_layer("logits").set_weights([kernel])
+    acts = np.random.default_rng(1).normal(size=(2, 4, 4, 2)).astype("float32")
+    got = classic_cam(model, acts, [2, 0])
+    expected = np.stack([acts[0] @ kernel[:, 2], acts[1] @ kernel[:, 0]])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

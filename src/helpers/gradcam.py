@@ -733,3 +733,43 @@ def recipe_comparison(
     fixed = grad_cam(model, x, layer, score="logit", **kw).map(layer)[0]
     original = original_recipe_overlay(image, buggy, alpha)
     return original, overlay(image / np.float32(255), normalise(fixed, "per_map"), alpha)
+
+
+def classic_cam(
+    model: keras.Model, activations: ArrayLike, class_index: ArrayLike, dense: str = "logits"
+) -> Floats:
+    """The original CAM (Zhou et al., 2016) at the last conv layer of a GAP + Dense network.
+
+    ``sum_k W[k, c] A^k`` per image, with ``W`` the kernel of the ``dense`` layer and ``c``
+    each image's class; no ReLU, no normalisation. ``activations`` is (N, h, w, K).
+    """
+    kernel = np.asarray(model.get_layer(dense).kernel, dtype=np.float32)  # (K, classes)
+    weights = kernel[:, np.asarray(class_index).reshape(-1)].T  # (N, K)
+    out: Floats = np.einsum("nhwk,nk->nhw", np.asarray(activations, np.float32), weights)
+    return out
+
+
+def deep_layer_equivalence(model: keras.Model, x: ArrayLike, layer: str = DEEP) -> dict[str, float]:
+    """Show numerically that Grad-CAM at the layer feeding GAP + ``logits`` is the original CAM.
+
+    There the class score is ``sum_k W[k, c] mean_ij A^k_ij``, so its gradient is
+    ``W[k, c] / Z`` at every position (``Z = h * w``), and ``Z * Grad-CAM = ReLU(CAM)``.
+
+    Returns
+    -------
+    dict
+        ``gradient_spatial_spread``: the largest deviation of a gradient from its own spatial
+        mean, relative to the largest gradient (0 when spatially constant);
+        ``max_relative_difference``: ``max |Z * Grad-CAM - ReLU(CAM)| / max ReLU(CAM)``.
+    """
+    passed = compute_gradients(model, x, [layer])
+    grads, acts = passed.gradients[layer], passed.activations[layer]
+    spread = np.abs(grads - grads.mean(axis=(1, 2), keepdims=True)).max()
+    gc = grad_cam(model, x, [layer], upsample_maps=False).map(layer)
+    cam = np.maximum(classic_cam(model, acts, passed.class_index), 0)
+    z = acts.shape[1] * acts.shape[2]
+    top = max(float(cam.max()), 1e-12)
+    return {
+        "gradient_spatial_spread": float(spread / max(float(np.abs(grads).max()), 1e-12)),
+        "max_relative_difference": float(np.abs(z * gc - cam).max() / top),
+    }

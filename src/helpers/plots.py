@@ -8,6 +8,7 @@ purpose: notebooks store their figures and must stay light.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -213,7 +214,42 @@ def loss_shapes(num_classes: int = 3, points: int = 200) -> Figure:
         target = right if name.startswith("free") or name == "pc" else left
         target.plot(p, values, label=name)
     for ax in (left, right):
-        ax.set_xlabel(r"$p_{\bar y}$, probability of the complementary class")
+        ax.set_xlabel(r"$p_{\bar y}$ (probability of the complementary class)", fontsize=8)
         ax.legend(fontsize=7)
     left.set_ylabel("loss")
     return fig
+
+
+def explorer_grid(
+    data: Any,
+    indices: Sequence[int],
+    layers: Sequence[str],
+    *,
+    choice: str = "predicted",
+    scale: str = "per_map",
+    cell: float = 1.2,
+) -> Figure:
+    """The original study's figure from precomputed maps (:class:`helpers.explorer.ExplorerData`).
+
+    One row per image: the image, then the regular model's overlays at ``layers``, then the
+    complementary model's. Row labels give the true class and both predictions.
+    """
+    from helpers.gradcam import overlay
+
+    size = int(data.images.shape[1])
+    images = data.images[list(indices)].astype(np.float32) / 255.0
+    panels: dict[str, list[np.ndarray]] = {}
+    for model in ("regular", "complementary"):
+        for layer in layers:
+            column = f"{model}\n{layer}"
+            panels[column] = [
+                overlay(images[row], data.cams(i, layer, choice, scale, size)[model])
+                for row, i in enumerate(indices)
+            ]
+    names = data.class_names
+    titles = [
+        f"{names[data.labels[i]]}\nreg: {names[data.predicted('regular')[i]]}\n"
+        f"comp: {names[data.predicted('complementary')[i]]}"
+        for i in indices
+    ]
+    return cam_grid(images, {k: np.stack(v) for k, v in panels.items()}, titles, cell=cell)
