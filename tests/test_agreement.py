@@ -184,3 +184,17 @@ def test_summarize_by_layer():
     assert out["b2"]["spearman"].mean == pytest.approx(0.2)
     assert out["b2"]["spearman"].n_dropped == 1
     assert out["b2"]["iou"].n == 2
+
+
+def test_paired_difference_sees_a_consistent_gap():
+    from helpers.agreement import paired_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 0.9, 40)
+    a = {"l1": {"spearman": base - 0.2}, "l2": {"spearman": base}}
+    b = {"l1": {"spearman": base}, "l2": {"spearman": base}}
+    diff = paired_difference(a, b, seed=0)
+    assert diff["l1"].high < 0 and abs(diff["l1"].mean + 0.2) < 1e-9
+    assert diff["l2"].low <= 0 <= diff["l2"].high
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference(a, {"l1": {"spearman": base[:5]}, "l2": {"spearman": base}})

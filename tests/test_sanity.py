@@ -124,3 +124,16 @@ def test_explicit_groups_and_changed_weights_tolerance():
     w.assign(np.asarray(w) + 1e-7)
     assert changed_weights(model, clone) == ["logits/kernel"]
     assert changed_weights(model, clone, atol=1e-5) == []
+
+
+def test_randomization_curve_starts_at_one_and_moves():
+    from helpers.sanity import randomization_curve
+    from helpers.xception import build_xception
+
+    model = build_xception((71, 71, 3), 3, seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 71, 71, 3)).astype("float32")
+    steps, corr, maps = randomization_curve(model, x, ["block9_add"], class_index=0)
+    assert steps[0] == "trained" and steps[1] == "logits" and steps[-1] == "block1"
+    assert len(corr["block9_add"]) == len(steps) == len(maps["block9_add"])
+    assert corr["block9_add"][0] == pytest.approx(1.0) or np.all(maps["block9_add"][0] == 0)
+    assert corr["block9_add"][-1] < 0.99

@@ -29,7 +29,7 @@ def _import_backend_quietly() -> None:
     try:
         os.dup2(devnull, 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
 
             tensorflow.config.list_physical_devices("GPU")  # the CUDA probe logs too
         except ImportError:

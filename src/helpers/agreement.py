@@ -245,3 +245,27 @@ def summarize_by_layer(
         layer: {name: bootstrap_ci(v, n_boot, ci, seed) for name, v in metrics.items()}
         for layer, metrics in per_image.items()
     }
+
+
+def paired_difference(
+    per_image_a: Mapping[str, Mapping[str, npt.ArrayLike]],
+    per_image_b: Mapping[str, Mapping[str, npt.ArrayLike]],
+    metric: str = "spearman",
+    n_boot: int = 2000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Per layer, the bootstrap mean of ``a - b`` over the same images (paired).
+
+    Use it to compare an agreement with its control, e.g. regular-vs-complementary minus
+    regular-vs-regular: an interval entirely below 0 means the two models agree *less* than
+    two runs of the same training do, which the seed-to-seed baseline cannot explain.
+    """
+    out = {}
+    for layer in per_image_a:
+        a = np.asarray(per_image_a[layer][metric], dtype=np.float64)
+        b = np.asarray(per_image_b[layer][metric], dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"{layer}: need the same images for both, got {a.shape} and {b.shape}")
+        out[layer] = bootstrap_ci(a - b, n_boot, ci, seed)
+    return out

@@ -95,3 +95,16 @@ def value(
     """The recorded value of ``chapter``/``key`` for ``profile`` (``default`` if absent)."""
     entry = load_results(profile, directory).get(chapter, {}).get(key)
     return default if entry is None else entry["value"]
+
+
+def glue(name: str, val: Any) -> None:
+    """Make ``val`` quotable in the chapter's prose as ``{glue:text}`name```.
+
+    Uses myst-nb's ``glue`` (what the built book reads); where myst-nb is not installed
+    (a bare Colab runtime) there is no book to quote into, so nothing happens.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, val, display=False)

@@ -167,3 +167,50 @@ def changed_weights(reference: keras.Model, other: keras.Model, atol: float = 0.
             if a.shape != b.shape or not np.allclose(a, b, rtol=0.0, atol=atol):
                 changed.append(name)
     return changed
+
+
+def randomization_curve(
+    model: keras.Model,
+    x: np.ndarray,
+    layers: Sequence[str],
+    *,
+    class_index: Any = "predicted",
+    labels: np.ndarray | None = None,
+    granularity: str = "block",
+    seed: int = 0,
+) -> tuple[list[str], dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """How far Grad-CAM maps move as the weights are randomised from the top down.
+
+    The classes explained are fixed from the trained model (its predictions, or
+    ``class_index``), so every step answers the same question with other weights.
+
+    Returns
+    -------
+    steps
+        ``["trained", "logits", "block14", ...]``.
+    correlation
+        ``layer -> (len(steps),)`` mean Spearman correlation with the trained model's maps
+        (a map wiped out to a constant counts as 0: it has certainly changed).
+    maps
+        ``layer -> [maps (N, h, w) per step]`` for drawing a small grid.
+    """
+    from helpers.agreement import rank_correlation
+    from helpers.gradcam import grad_cam
+
+    trained = grad_cam(
+        model, x, layers, class_index=class_index, labels=labels, upsample_maps=False
+    )
+    fixed = trained.class_index
+    steps, maps = ["trained"], {layer: [trained.map(layer)] for layer in layers}
+    for step in cascading_randomization(model, granularity=granularity, seed=seed):
+        result = grad_cam(step.model, x, layers, class_index=fixed, upsample_maps=False)
+        steps.append(step.group)
+        for layer in layers:
+            maps[layer].append(result.map(layer))
+    correlation = {
+        layer: np.array(
+            [np.mean(rank_correlation(m, maps[layer][0], undefined=0.0)) for m in maps[layer]]
+        )
+        for layer in layers
+    }
+    return steps, correlation, maps
