@@ -1,0 +1,82 @@
+"""Execute the book's chapters in order, in place, at one profile (the stored outputs).
+
+Usage::
+
+    BOOK_PROFILE=laptop python scripts/run_book.py                # every chapter in _toc.yml
+    BOOK_PROFILE=laptop python scripts/run_book.py 02_regular 03_complementary --timeout 3600
+
+Each chapter runs in a fresh kernel (nbclient) with the ``book/`` folder as working
+directory, prints one progress line when it starts and one when it ends, and is stopped
+after ``--timeout`` seconds. A chapter that fails is left exactly as it was on disk (the
+executed copy is only written back when it ran cleanly), and the runner stops there.
+The chapters record their numbers in ``book/results/<profile>.json`` as they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+def toc_chapters(book: Path | None = None) -> list[str]:
+    """Notebook chapters listed in ``_toc.yml``, in reading order (files without suffix)."""
+    book = book or BOOK
+    toc = yaml.safe_load((book / "_toc.yml").read_text(encoding="utf-8"))
+    files = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
+    return [f for f in files if (book / f"{f}.ipynb").exists()]
+
+
+def execute(name: str, timeout: int, book: Path | None = None) -> float:
+    """Run one chapter in place; returns its wall time in seconds."""
+    book = book or BOOK
+    path = book / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(book)}},
+        record_timing=False,
+    )
+    start = time.perf_counter()
+    client.execute()
+    nbformat.write(nb, path)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("chapters", nargs="*", help="chapter file names (default: the toc)")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    chapters = args.chapters or toc_chapters(BOOK)
+    profile = os.environ.get("BOOK_PROFILE", "(default)")
+    total = time.perf_counter()
+    for i, name in enumerate(chapters, 1):
+        print(f"[{i}/{len(chapters)}] {name} at profile {profile} ...", flush=True)
+        try:
+            seconds = execute(name, args.timeout)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            print(
+                f"[{i}/{len(chapters)}] {name} FAILED; the stored notebook is unchanged.\n{err}",
+                flush=True,
+            )
+            return 1
+        print(f"[{i}/{len(chapters)}] {name} done in {seconds / 60:.1f} min", flush=True)
+    print(f"all {len(chapters)} chapters in {(time.perf_counter() - total) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""scripts/run_book.py: chapters from the toc, executed in place, failures leave files alone."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("run_book", ROOT / "scripts" / "run_book.py")
+run_book = importlib.util.module_from_spec(spec)
+sys.modules["run_book"] = run_book
+spec.loader.exec_module(run_book)
+
+
+def _book(tmp_path, cells):
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: x\n    chapters:\n"
+        "      - file: ch\n      - file: appendix/missing\n"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "ch.ipynb")
+    return tmp_path
+
+
+def test_toc_chapters_are_the_notebooks_in_order():
+    assert run_book.toc_chapters()[0] == "01_data"
+    assert all((ROOT / "book" / f"{c}.ipynb").exists() for c in run_book.toc_chapters())
+
+
+def test_execute_in_place_with_the_book_as_working_directory(tmp_path):
+    book = _book(tmp_path, ["import os\nprint(os.path.basename(os.getcwd()))"])
+    assert run_book.toc_chapters(book) == ["ch"]
+    run_book.execute("ch", timeout=60, book=book)
+    out = nbformat.read(book / "ch.ipynb", as_version=4).cells[0].outputs
+    assert out[0]["text"].strip() == tmp_path.name
+
+
+def test_a_failing_chapter_leaves_the_stored_notebook_unchanged(tmp_path, monkeypatch):
+    book = _book(tmp_path, ["print('fine')", "raise RuntimeError('boom')"])
+    before = (book / "ch.ipynb").read_bytes()
+    monkeypatch.setattr(run_book, "BOOK", book)
+    assert run_book.main(["ch", "--timeout", "60"]) == 1
+    assert (book / "ch.ipynb").read_bytes() == before
