@@ -4,7 +4,8 @@
 on logits) on augmented batches with early stopping on the validation loss, saves the run
 atomically (``helpers.artifacts``) and, on a later call, loads it instead of retraining.
 
-The batch-norm momentum comes from ``helpers.batchnorm.bn_momentum_for`` (why: see there).
+Before every validation pass the BatchNorm statistics are re-estimated on training images
+(``helpers.batchnorm``: why the moving averages fail on small from-scratch runs).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from helpers import artifacts
 from helpers.augment import AugmentedBatches
-from helpers.batchnorm import BatchStatsMonitor, bn_momentum_for, score
+from helpers.batchnorm import BatchStatsMonitor, RecalibrateBatchNorm, score
 from helpers.data import preprocess, stratified_split
 from helpers.profiles import Profile
 from helpers.xception import build_xception, logits_model
@@ -49,7 +50,7 @@ class TrainedModel:
     directory
         Where the run's artifacts live.
     meta
-        What was trained how: loss, seed, image counts, batch-norm momentum, ...
+        What was trained how: loss, seed, image counts, BatchNorm handling, ...
     """
 
     model: keras.Model
@@ -172,7 +173,8 @@ def train_model(
     num_classes: int = 3,
     retrain: bool = False,
     verbose: bool = True,
-    bn_momentum: float | None = None,
+    bn_momentum: float = 0.99,
+    recalibrate_bn: bool = True,
     monitor_batch_stats: bool = True,
 ) -> TrainedModel:
     """Train Xception on uint8 images (or load the finished run saved earlier).
@@ -200,7 +202,11 @@ def train_model(
     verbose
         Print one line per epoch.
     bn_momentum
-        BatchNorm momentum; ``None`` uses :func:`bn_momentum_for` the steps per epoch.
+        Momentum of the BatchNorm moving averages (Keras' default).
+    recalibrate_bn
+        Replace the moving statistics by exact ones before each validation pass
+        (``helpers.batchnorm.recalibrate_batchnorm``). ``False`` reproduces plain Keras,
+        and with it the batch-norm trap.
     monitor_batch_stats
         Record ``val_<metric>_batch_stats`` per epoch (costs one forward pass over up to
         256 validation images per epoch).
@@ -221,7 +227,6 @@ def train_model(
     x_train, y_train = cap_training_set(x_train, y_train, profile.max_train_images, seed)
     loss_fn, metric, labels = resolve_loss(loss, num_classes)
     steps = math.ceil(len(x_train) / profile.batch_size)
-    momentum = bn_momentum_for(steps) if bn_momentum is None else float(bn_momentum)
     request = {
         "name": name,
         "profile": profile.as_dict(),
@@ -231,16 +236,19 @@ def train_model(
         "labels": labels,
         "num_classes": num_classes,
         "input_shape": list(x_train.shape[1:]),
-        "bn_momentum": momentum,
+        "bn_momentum": float(bn_momentum),
+        "recalibrate_bn": recalibrate_bn,
         "data": fingerprint(x_train, y_train, x_val, y_val),
     }
     if not retrain and artifacts.is_complete(directory):
         return _load(directory, request, verbose)
 
     keras.utils.set_random_seed(seed)
-    model = build_xception(x_train.shape[1:], num_classes, bn_momentum=momentum, seed=seed)
+    model = build_xception(x_train.shape[1:], num_classes, bn_momentum=bn_momentum, seed=seed)
     trainer = compile_for_training(model, loss_fn, metric, profile)
     callbacks: list[Any] = []
+    if recalibrate_bn:
+        callbacks.append(RecalibrateBatchNorm(model, x_train, seed=seed))
     if monitor_batch_stats:
         callbacks.append(BatchStatsMonitor(model, x_val, y_val, metric, profile.batch_size))
     callbacks += [
@@ -251,9 +259,10 @@ def train_model(
     ]
     if verbose:
         callbacks.append(EpochLine(profile.max_epochs))
+        bn = "recalibrated every epoch" if recalibrate_bn else f"moving averages ({bn_momentum})"
         print(
             f"training {name} (seed {seed}, {keras.backend.backend()}): {len(x_train)} images, "
-            f"{steps} steps/epoch, BatchNorm momentum {momentum:.3f}",
+            f"{steps} steps/epoch, BatchNorm statistics {bn}",
             flush=True,
         )
     start = time.perf_counter()
