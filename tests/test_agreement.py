@@ -198,3 +198,16 @@ def test_paired_difference_sees_a_consistent_gap():
     assert diff["l2"].low <= 0 <= diff["l2"].high
     with pytest.raises(ValueError, match="same images"):
         paired_difference(a, {"l1": {"spearman": base[:5]}, "l2": {"spearman": base}})
+
+
+def test_layer_bands_collects_means_and_intervals_in_layer_order():
+    from helpers.agreement import layer_bands, summarize_by_layer
+
+    per_image = {
+        "b": {"spearman": np.array([0.2, 0.4]), "iou": np.array([0.1, 0.1])},
+        "a": {"spearman": np.array([0.6, 0.8]), "iou": np.array([0.3, 0.5])},
+    }
+    bands = layer_bands({"pair": summarize_by_layer(per_image, n_boot=200)}, ["a", "b"])
+    mean, low, high = bands["pair"]
+    np.testing.assert_allclose(mean, [0.7, 0.3])
+    assert np.all(low <= mean) and np.all(mean <= high)

@@ -16,7 +16,7 @@ many they dropped, so an undefined image is reported instead of silently counted
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -268,4 +268,25 @@ def paired_difference(
         if a.shape != b.shape:
             raise ValueError(f"{layer}: need the same images for both, got {a.shape} and {b.shape}")
         out[layer] = bootstrap_ci(a - b, n_boot, ci, seed)
+    return out
+
+
+def layer_bands(
+    summaries: Mapping[str, Mapping[str, Mapping[str, Estimate]]],
+    layers: Sequence[str],
+    metric: str = "spearman",
+) -> dict[str, tuple[FloatArray, FloatArray, FloatArray]]:
+    """``{pair: (means, lows, highs)}`` over ``layers``, from :func:`summarize_by_layer` outputs.
+
+    ``summaries`` maps a label (e.g. "regular vs complementary") to one summary; the result
+    feeds :func:`helpers.plots.band_plot`.
+    """
+    out = {}
+    for label, summary in summaries.items():
+        est = [summary[layer][metric] for layer in layers]
+        out[label] = (
+            np.array([e.mean for e in est]),
+            np.array([e.low for e in est]),
+            np.array([e.high for e in est]),
+        )
     return out

@@ -178,3 +178,21 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
         + f"\n(mean ± standard deviation over seeds; runs from {', '.join(dates) or '?'} "
         f"on {'; '.join(devices) or '?'})"
     )
+
+
+def cam_subset(y: np.ndarray, n: int | None) -> np.ndarray:
+    """Indices of ``n`` test images for the Grad-CAM chapters, balanced over the classes.
+
+    The first images of each class in turn (round robin), so a small ``n`` still shows
+    every class; ``None`` (or ``n >= len(y)``) keeps every image, in order.
+    """
+    y = np.asarray(y)
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    per_class = [list(np.flatnonzero(y == c)) for c in np.unique(y)]
+    chosen: list[int] = []
+    while len(chosen) < n:
+        for members in per_class:
+            if members and len(chosen) < n:
+                chosen.append(int(members.pop(0)))
+    return np.sort(np.array(chosen, dtype=np.int64))

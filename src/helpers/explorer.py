@@ -314,7 +314,7 @@ def static_explorer_html(
         Thumbnail side in pixels and JPEG quality; 12 images x 13 layers x 2 models at 96 px
         and quality 70 came to about 1.0-1.1 MB (under the 1.5 MB aim).
     """
-    chosen = list(range(min(12, len(data.images))) if indices is None else indices)
+    chosen = [int(i) for i in (range(min(12, len(data.images))) if indices is None else indices)]
     names = [n for n in data.layers if layers is None or n in layers]
     missing = set(layers or ()) - set(names)
     if missing or not names or not chosen or choice not in CHOICES:

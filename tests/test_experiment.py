@@ -1,0 +1,64 @@
+"""helpers.experiment: run names, labels that hide the truth, balanced CAM subsets, sweep tables."""
+
+import numpy as np
+
+from helpers.experiment import (
+    cam_subset,
+    format_summary,
+    load_sweep,
+    run_name,
+    summarise,
+    sweep_table,
+)
+from helpers.results import record
+
+
+def test_run_names_are_shared_by_chapters_and_sweep():
+    assert run_name("crossentropy") == "regular"
+    assert run_name("article") == "complementary-article"
+    assert run_name("nn", max_per_class=10) == "complementary-nn-cap10"
+
+
+def test_cam_subset_is_balanced_and_sorted():
+    y = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    idx = cam_subset(y, 7)
+    assert len(idx) == 7 and np.all(np.diff(idx) > 0)
+    assert sorted(np.bincount(y[idx]).tolist()) == [2, 2, 3]
+    assert np.array_equal(cam_subset(y, None), np.arange(30))
+    assert np.array_equal(cam_subset(y, 100), np.arange(30))
+
+
+def test_sweep_table_from_the_results_store(tmp_path):
+    assert "No sweep results" in sweep_table([])
+    for seed, acc in ((0, 0.8), (1, 0.9)):
+        row = {
+            "loss": "article",
+            "seed": seed,
+            "true_accuracy": acc,
+            "pseudo_accuracy": 0.9,
+            "epochs": 5,
+            "wall_time_s": 10.0,
+        }
+        record(
+            "complementary_sweep",
+            f"article/seed{seed}",
+            row,
+            profile="laptop",
+            backend="tensorflow",
+            seed=seed,
+            directory=tmp_path,
+            device="CPU",
+        )
+    record(
+        "complementary_sweep",
+        "article/summary",
+        {"n": 2},
+        profile="laptop",
+        backend="tensorflow",
+        directory=tmp_path,
+    )
+    rows = load_sweep("laptop", tmp_path)
+    assert [r["seed"] for r in rows] == [0, 1]
+    table = sweep_table(rows)
+    assert "article" in table and "0.850 ± 0.071" in table and "CPU" in table
+    assert format_summary(summarise(rows)).count("\n") == 1
