@@ -17,6 +17,24 @@ from matplotlib.figure import Figure
 DPI = 72
 
 
+def _show_figures_as_png() -> None:
+    """Let IPython display a bare ``Figure`` as PNG.
+
+    The inline backend registers that formatter only once pyplot is imported; our figures
+    never touch pyplot, so we register it ourselves (no-op outside IPython).
+    """
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("png")
+
+
+_show_figures_as_png()
+
+
 def _grid(nrows: int, ncols: int, cell: float) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(ncols * cell, nrows * cell), dpi=DPI, layout="constrained")
     axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
