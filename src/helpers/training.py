@@ -27,6 +27,28 @@ from helpers.data import preprocess, stratified_split
 from helpers.profiles import Profile
 from helpers.xception import build_xception, logits_model
 
+# The profile fields that change a training run (a cached run with other values is stale).
+TRAINING_FIELDS = (
+    "name",
+    "image_size",
+    "batch_size",
+    "learning_rate",
+    "max_epochs",
+    "patience",
+    "max_train_images",
+    "amsgrad",
+)
+
+
+def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
+    """The part of a profile that shapes training (runs saved with a fuller profile compare)."""
+    return {k: profile.get(k) for k in TRAINING_FIELDS}
+
+
+def _shown(directory: Path) -> str:
+    """``<profile>/<backend>/<run>``: where a run lives, without this machine's absolute path."""
+    return "/".join(directory.parts[-3:])
+
 
 @dataclass
 class TrainedModel:
@@ -229,7 +251,7 @@ def train_model(
     steps = math.ceil(len(x_train) / profile.batch_size)
     request = {
         "name": name,
-        "profile": profile.as_dict(),
+        "profile": _training_fields(profile.as_dict()),
         "backend": keras.backend.backend(),
         "seed": seed,
         "loss": loss if isinstance(loss, str) else type(loss).__name__,
@@ -282,7 +304,10 @@ def train_model(
     meta.update(train_images=len(x_train), val_images=len(x_val), keras=keras.__version__)
     artifacts.save_run(directory, model, history, meta)
     if verbose:
-        print(f"best epoch {best} of {epochs_run}; {wall:.0f}s; saved to {directory}", flush=True)
+        print(
+            f"best epoch {best} of {epochs_run}; {wall:.0f}s; saved as {_shown(directory)}",
+            flush=True,
+        )
     return TrainedModel(model, history, epochs_run, best, wall, False, directory, meta)
 
 
@@ -296,10 +321,11 @@ def _best_epoch(history: dict[str, list[float]]) -> int:
 
 def _load(directory: Path, request: dict[str, Any], verbose: bool) -> TrainedModel:
     weights, history, meta = artifacts.load_run(directory)
-    changed = [k for k, v in request.items() if meta.get(k) != v]
+    saved = {**meta, "profile": _training_fields(meta.get("profile", {}))}
+    changed = [k for k, v in request.items() if saved.get(k) != v]
     if changed:
         raise ValueError(
-            f"The saved run in {directory} was trained with other {', '.join(changed)}. "
+            f"The saved run {_shown(directory)} was trained with other {', '.join(changed)}. "
             "Pass retrain=True to replace it, or choose another run name."
         )
     model = build_xception(
@@ -308,7 +334,7 @@ def _load(directory: Path, request: dict[str, Any], verbose: bool) -> TrainedMod
     model.load_weights(str(weights))
     if verbose:
         print(
-            f"loaded {meta['name']} (seed {meta['seed']}) from {directory}: best epoch "
+            f"loaded {meta['name']} (seed {meta['seed']}) from {_shown(directory)}: best epoch "
             f"{meta['best_epoch']} of {meta['epochs_run']}, trained in {meta['wall_time_s']:.0f}s",
             flush=True,
         )
