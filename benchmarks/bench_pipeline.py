@@ -8,7 +8,7 @@ the ratio, which should be at most 1.15. Also printed for every size: training a
 inference images per second (inference through ``predict_proba``, preprocessing included).
 
 The table comes first; the last line is exactly ``augmented_over_plain=<ratio>``.
-Quick check (about a minute on 2 CPU cores)::
+Quick check (one to two minutes on 2 busy CPU cores)::
 
     python benchmarks/bench_pipeline.py --images 128 --epochs 2 --sizes 96
 """
