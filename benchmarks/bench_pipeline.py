@@ -45,7 +45,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-class EpochTimer(keras.callbacks.Callback):
+class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
     """Wall time of the last epoch: from its start to its end, without ``fit``'s set-up.
 
     (Setting up ``fit`` on NumPy arrays sometimes takes seconds on TensorFlow; a real

@@ -225,8 +225,8 @@ def test_train_model_saves_reloads_and_guards_its_cache(capsys):
     assert {"loss", "val_loss", "accuracy", "val_accuracy", "val_accuracy_batch_stats"} <= set(
         run.history
     )
-    assert artifacts.is_complete(run.directory)
     assert run.directory == artifacts.run_dir("tiny", "unit", 0)
+    assert artifacts.is_complete(run.directory)
     before = predict_proba(run.model, x_val)
 
     again = train_model("tiny", x, y, x_val, y_val, profile=TINY, seed=0)
