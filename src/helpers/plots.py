@@ -271,3 +271,15 @@ def explorer_grid(
         for i in indices
     ]
     return cam_grid(images, {k: np.stack(v) for k, v in panels.items()}, titles, cell=cell)
+
+
+def save_headline(fig: Figure, profile: str, path: str = "_static/headline.png") -> bool:
+    """Save ``fig`` as the book's headline figure (``path`` is relative to ``book/``).
+
+    Only a real run writes it: at the ``smoke`` profile (the tests) nothing is saved, so
+    running the test suite never replaces the committed figure. Returns whether it saved.
+    """
+    if profile == "smoke":
+        return False
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return True
