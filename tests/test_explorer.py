@@ -183,7 +183,12 @@ def test_static_export_sliders_change_the_pictures_offline_in_a_browser():
         )
         page = browser.new_page()
         requests, errors = [], []
-        page.route("**/*", lambda route: (requests.append(route.request.url), route.abort()))
+
+        def block(route):
+            requests.append(route.request.url)
+            route.abort()
+
+        page.route("**/*", block)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.set_content(f"<html><body>{page_html}</body></html>")
 
