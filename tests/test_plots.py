@@ -29,3 +29,9 @@ def test_confusion_matrix_and_loss_shapes():
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["3", "1", "0", "4"]
     assert len(plots.loss_shapes(3, points=20).axes) == 2
+
+
+def test_as_jpeg_is_a_small_jpeg():
+    fig = plots.image_grid([np.random.default_rng(0).uniform(size=(32, 32, 3))] * 4)
+    image = plots.as_jpeg(fig)
+    assert image.format == "jpeg" and image.data[:2] == b"\xff\xd8"
