@@ -211,3 +211,11 @@ def test_layer_bands_collects_means_and_intervals_in_layer_order():
     mean, low, high = bands["pair"]
     np.testing.assert_allclose(mean, [0.7, 0.3])
     assert np.all(low <= mean) and np.all(mean <= high)
+
+
+def test_mean_ci_can_clip_to_the_range_of_an_accuracy():
+    from helpers.agreement import mean_ci
+
+    free = mean_ci([0.93, 0.97])
+    clipped = mean_ci([0.93, 0.97], bounds=(0.0, 1.0))
+    assert free.high > 1.0 and clipped.high == 1.0 and clipped.low == free.low

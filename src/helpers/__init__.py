@@ -32,6 +32,9 @@ def _import_backend_quietly() -> None:
             import tensorflow
 
             tensorflow.config.list_physical_devices("GPU")  # the CUDA probe logs too
+            # Python-side warnings (e.g. tf.function retracing advice) are for TF developers,
+            # not readers: keep them out of the stored notebooks.
+            tensorflow.get_logger().setLevel("ERROR")
         except ImportError:
             pass
     finally:

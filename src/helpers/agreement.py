@@ -202,11 +202,15 @@ def bootstrap_ci(
     return Estimate(float(v.mean()), float(low), float(high), int(v.size), dropped, ci, "bootstrap")
 
 
-def mean_ci(values: npt.ArrayLike, ci: float = 0.95) -> Estimate:
+def mean_ci(
+    values: npt.ArrayLike, ci: float = 0.95, bounds: tuple[float, float] | None = None
+) -> Estimate:
     """Student-t interval of the mean, for a few values (e.g. one accuracy per seed).
 
     With a single value (one seed) there is no interval: ``low`` and ``high`` are NaN and
     :func:`format_mean_ci` says "n=1, no interval". NaNs are dropped and counted.
+    ``bounds`` clips the interval to the values a quantity can take (``(0, 1)`` for an
+    accuracy: with two seeds a t-interval easily reaches past 100%).
     """
     v, dropped = _finite_values(values, ci)
     if v.size < 2:
@@ -214,7 +218,10 @@ def mean_ci(values: npt.ArrayLike, ci: float = 0.95) -> Estimate:
         return Estimate(mean, math.nan, math.nan, int(v.size), dropped, ci, "t")
     half = stats.t.ppf((1 + ci) / 2, df=v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
     m = float(v.mean())
-    return Estimate(m, m - float(half), m + float(half), int(v.size), dropped, ci, "t")
+    low, high = m - float(half), m + float(half)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Estimate(m, low, high, int(v.size), dropped, ci, "t")
 
 
 def format_mean_ci(estimate: Estimate, digits: int = 2, *, percent: bool = False) -> str:
