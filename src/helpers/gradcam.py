@@ -394,7 +394,7 @@ def _interpolation_matrix(n_in: int, n_out: int) -> Floats:
 
 
 def upsample(maps: ArrayLike, size: tuple[int, int]) -> Floats:
-    """Bilinearly resize maps of shape (..., h, w) to (..., *size); NumPy, backend-free."""
+    """Bilinearly resize maps of shape ``(..., h, w)`` to ``(..., *size)``; NumPy, backend-free."""
     arr = np.asarray(maps, dtype=np.float32)
     if arr.shape[-2:] == tuple(size):
         return arr.copy()
@@ -524,6 +524,9 @@ def normalise(maps: Mapping[str, NDArray[Any]], mode: Normalisation = ...) -> di
 def normalise(maps: Any, mode: Normalisation = "per_map") -> Any:
     """Scale maps for display; the container type (array, list or dict) is kept.
 
+    Negative values become 0 (CAMs are ReLU'd); a map whose max is <= 0 becomes zeros,
+    never NaN.
+
     Parameters
     ----------
     maps
@@ -532,9 +535,6 @@ def normalise(maps: Any, mode: Normalisation = "per_map") -> Any:
         ``"per_map"``: every 2-D map divided by its own max (the original study; hides
         differences in strength).  ``"shared"``: ONE scale, the max over everything passed
         in (pass all models and layers to compare them fairly).  ``"raw"``: unchanged.
-
-    Negative values become 0 (CAMs are ReLU'd); a map whose max is <= 0 becomes zeros,
-    never NaN.
     """
     if mode not in NORMALISATIONS:
         raise ValueError(f"mode must be one of {NORMALISATIONS}, not {mode!r}.")
