@@ -27,6 +27,7 @@ from typing import Any
 from helpers.complementary import LOSS_NAMES
 from helpers.experiment import (
     REFERENCE,
+    SWEEP_CHAPTER,
     Experiment,
     format_summary,
     prepare_experiment,
@@ -38,7 +39,7 @@ from helpers.manifest import format_manifest, run_manifest
 from helpers.profiles import Profile, get_profile
 from helpers.results import record
 
-CHAPTER = "complementary_sweep"
+CHAPTER = SWEEP_CHAPTER  # where the runs are recorded (and where chapters read them)
 
 
 def train_and_score(
