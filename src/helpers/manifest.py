@@ -69,10 +69,17 @@ class Run:
         if record_result:
             from helpers.results import record
 
-            record(self.chapter, "wall_time_s", round(seconds, 1), profile=self.profile.name,
-                   wall_time_s=seconds)
-        print(f"Chapter {self.chapter!r} ran in {seconds / 60:.1f} min at the "
-              f"{self.profile.name!r} profile.")
+            record(
+                self.chapter,
+                "wall_time_s",
+                round(seconds, 1),
+                profile=self.profile.name,
+                wall_time_s=seconds,
+            )
+        print(
+            f"Chapter {self.chapter!r} ran in {seconds / 60:.1f} min at the "
+            f"{self.profile.name!r} profile."
+        )
 
 
 def run_manifest(profile: Profile) -> dict[str, Any]:
@@ -115,6 +122,8 @@ def start_run(chapter: str, profile: str | None = None) -> Run:
     manifest = run_manifest(prof)
     print(format_manifest(manifest))
     if in_colab() and not manifest["device"].startswith("GPU"):
-        print("No GPU visible: in Colab choose Runtime > Change runtime type > GPU, "
-              "or set BOOK_PROFILE=laptop for a smaller CPU run.")
+        print(
+            "No GPU visible: in Colab choose Runtime > Change runtime type > GPU, "
+            "or set BOOK_PROFILE=laptop for a smaller CPU run."
+        )
     return Run(chapter=chapter, profile=prof, manifest=manifest)
