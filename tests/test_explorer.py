@@ -1,5 +1,6 @@
 """The Grad-CAM explorers: precomputation, the widget, and the static offline HTML export."""
 
+import concurrent.futures
 import json
 import os
 import re
@@ -177,6 +178,13 @@ def test_static_export_subset_and_bad_selection():
 def test_static_export_sliders_change_the_pictures_offline_in_a_browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     page_html = ex.static_explorer_html(book_sized_data(n=3, size=48), size=48)
+    # Playwright's sync API refuses to run where an asyncio loop is running, and earlier
+    # tests (kernels, widgets) can leave one on this thread: drive the browser from its own.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(_drive_explorer, sync_api, page_html).result()
+
+
+def _drive_explorer(sync_api, page_html):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
