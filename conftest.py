@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 if "CALTECH101_DIR" not in os.environ and SHARED.is_dir():
     os.environ["CALTECH101_DIR"] = str(SHARED)
-_scratch = Path(tempfile.gettempdir()) / "wrong-labels-book-tests"
+# A fresh folder per pytest run: models trained by an older checkout never leak into this one.
+_scratch = Path(tempfile.mkdtemp(prefix="wrong-labels-book-tests-"))
 os.environ.setdefault("BOOK_RESULTS_DIR", str(_scratch / "results"))
 os.environ.setdefault("BOOK_ARTIFACTS_DIR", str(_scratch / "artifacts"))
 
