@@ -1,6 +1,7 @@
 """helpers.experiment: run names, labels that hide the truth, balanced CAM subsets, sweep tables."""
 
 import numpy as np
+import pytest
 
 from helpers.experiment import (
     cam_subset,
@@ -8,6 +9,7 @@ from helpers.experiment import (
     load_sweep,
     run_name,
     summarise,
+    sweep_findings,
     sweep_table,
 )
 from helpers.results import record
@@ -62,3 +64,46 @@ def test_sweep_table_from_the_results_store(tmp_path):
     table = sweep_table(rows)
     assert "article" in table and "0.850 ± 0.071" in table and "CPU" in table
     assert format_summary(summarise(rows)).count("\n") == 1
+
+
+def _row(loss, seed, acc, epochs=5):
+    return {
+        "loss": loss,
+        "seed": seed,
+        "true_accuracy": acc,
+        "pseudo_accuracy": 0.5 + acc / 2,
+        "epochs": epochs,
+        "wall_time_s": 1.0,
+    }
+
+
+def test_sweep_findings_ranks_losses_and_finds_identical_runs():
+    rows = [
+        _row("crossentropy", 0, 0.95),
+        _row("crossentropy", 1, 0.93),
+        _row("article", 0, 0.70),
+        _row("article", 1, 0.60),
+        _row("forward", 0, 0.90, 21),
+        _row("forward", 1, 0.80, 9),
+        _row("scl_nl", 0, 0.90, 21),
+        _row("scl_nl", 1, 0.80, 9),
+        _row("pc", 0, 0.90, 21),
+        _row("pc", 1, 0.81, 9),
+    ]
+    found = sweep_findings(rows)
+    assert found["min_seeds"] == 2
+    assert [loss for loss, _, _ in found["ranking"]] == ["pc", "forward", "scl_nl", "article"]
+    assert found["best_loss"] == "pc"
+    assert found["ranking"][0][1] == pytest.approx(0.855)
+    assert found["reference"]["true_accuracy_mean"] == pytest.approx(0.94)
+    assert found["article"]["true_accuracy_std"] == pytest.approx(np.std([0.7, 0.6], ddof=1))
+    # pc matches forward on seed 0 only, so only forward/scl_nl count as identical.
+    assert found["identical"] == [("forward", "scl_nl")]
+
+
+def test_sweep_findings_needs_runs_and_counts_the_thinnest_loss():
+    with pytest.raises(ValueError, match="sweep_losses"):
+        sweep_findings([])
+    found = sweep_findings([_row("article", 0, 0.7), _row("article", 1, 0.6), _row("nn", 0, 0.5)])
+    assert found["min_seeds"] == 1 and found["reference"] is None
+    assert found["identical"] == []

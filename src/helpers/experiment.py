@@ -180,6 +180,47 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def sweep_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What the sweep's table says, as values a chapter can quote.
+
+    Returns the fewest seeds any loss has (``min_seeds``), the complementary losses ranked
+    by mean true accuracy (``ranking``: ``(loss, mean, std)`` best first), the best one
+    (``best_loss``), the reference (``crossentropy``) and ``article`` summaries when present,
+    and ``identical``: pairs of losses whose runs gave the same true accuracy and epoch count
+    on every seed both ran (``forward`` and ``scl_nl`` should: they differ by a constant).
+    """
+    if not rows:
+        raise ValueError("no sweep results to summarise: run scripts/sweep_losses.py first")
+    summary = summarise(rows)
+    ranking = sorted(
+        (
+            (loss, s["true_accuracy_mean"], s["true_accuracy_std"])
+            for loss, s in summary.items()
+            if loss != REFERENCE
+        ),
+        key=lambda item: -item[1],
+    )
+    per_seed = {
+        loss: {r["seed"]: (r["true_accuracy"], r["epochs"]) for r in rows if r["loss"] == loss}
+        for loss in summary
+    }
+    identical = [
+        (a, b)
+        for i, a in enumerate(summary)
+        for b in list(summary)[i + 1 :]
+        if (shared := per_seed[a].keys() & per_seed[b].keys())
+        and all(per_seed[a][seed] == per_seed[b][seed] for seed in shared)
+    ]
+    return {
+        "min_seeds": min(s["n"] for s in summary.values()),
+        "ranking": ranking,
+        "best_loss": ranking[0][0] if ranking else None,
+        "reference": summary.get(REFERENCE),
+        "article": summary.get("article"),
+        "identical": identical,
+    }
+
+
 def cam_subset(y: np.ndarray, n: int | None) -> np.ndarray:
     """Indices of ``n`` test images for the Grad-CAM chapters, balanced over the classes.
 
