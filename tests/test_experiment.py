@@ -99,6 +99,8 @@ def test_sweep_findings_ranks_losses_and_finds_identical_runs():
     assert found["article"]["true_accuracy_std"] == pytest.approx(np.std([0.7, 0.6], ddof=1))
     # pc matches forward on seed 0 only, so only forward/scl_nl count as identical.
     assert found["identical"] == [("forward", "scl_nl")]
+    assert found["above_article"] == ["pc", "forward", "scl_nl"]
+    assert found["below_article"] == []
 
 
 def test_sweep_findings_needs_runs_and_counts_the_thinnest_loss():
@@ -107,3 +109,6 @@ def test_sweep_findings_needs_runs_and_counts_the_thinnest_loss():
     found = sweep_findings([_row("article", 0, 0.7), _row("article", 1, 0.6), _row("nn", 0, 0.5)])
     assert found["min_seeds"] == 1 and found["reference"] is None
     assert found["identical"] == []
+    assert found["above_article"] == [] and found["below_article"] == ["nn"]
+    without_article = sweep_findings([_row("nn", 0, 0.5), _row("pc", 0, 0.8)])
+    assert without_article["article"] is None and without_article["above_article"] == []

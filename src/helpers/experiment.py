@@ -186,7 +186,8 @@ def sweep_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns the fewest seeds any loss has (``min_seeds``), the complementary losses ranked
     by mean true accuracy (``ranking``: ``(loss, mean, std)`` best first), the best one
     (``best_loss``), the reference (``crossentropy``) and ``article`` summaries when present,
-    and ``identical``: pairs of losses whose runs gave the same true accuracy and epoch count
+    the losses whose mean beats ``article``'s and those below it (``above_article``,
+    ``below_article``, best first; empty without ``article`` runs), and ``identical``: pairs of losses whose runs gave the same true accuracy and epoch count
     on every seed both ran (``forward`` and ``scl_nl`` should: they differ by a constant).
     """
     if not rows:
@@ -211,12 +212,17 @@ def sweep_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if (shared := per_seed[a].keys() & per_seed[b].keys())
         and all(per_seed[a][seed] == per_seed[b][seed] for seed in shared)
     ]
+    article = summary.get("article")
+    bar = article["true_accuracy_mean"] if article else None
+    others = [(loss, mean) for loss, mean, _ in ranking if loss != "article" and bar is not None]
     return {
         "min_seeds": min(s["n"] for s in summary.values()),
         "ranking": ranking,
         "best_loss": ranking[0][0] if ranking else None,
         "reference": summary.get(REFERENCE),
-        "article": summary.get("article"),
+        "article": article,
+        "above_article": [loss for loss, mean in others if mean > bar],
+        "below_article": [loss for loss, mean in others if mean < bar],
         "identical": identical,
     }
 
