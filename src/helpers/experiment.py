@@ -187,8 +187,9 @@ def sweep_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     by mean true accuracy (``ranking``: ``(loss, mean, std)`` best first), the best one
     (``best_loss``), the reference (``crossentropy``) and ``article`` summaries when present,
     the losses whose mean beats ``article``'s and those below it (``above_article``,
-    ``below_article``, best first; empty without ``article`` runs), and ``identical``: pairs of losses whose runs gave the same true accuracy and epoch count
-    on every seed both ran (``forward`` and ``scl_nl`` should: they differ by a constant).
+    ``below_article``, best first; empty without ``article`` runs), and ``identical``: pairs
+    of losses whose runs gave the same true accuracy and epoch count on every seed both ran
+    (``forward`` and ``scl_nl`` should: they differ by a constant).
     """
     if not rows:
         raise ValueError("no sweep results to summarise: run scripts/sweep_losses.py first")
@@ -214,7 +215,7 @@ def sweep_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ]
     article = summary.get("article")
     bar = article["true_accuracy_mean"] if article else None
-    others = [(loss, mean) for loss, mean, _ in ranking if loss != "article" and bar is not None]
+    others = [] if bar is None else [(loss, mean) for loss, mean, _ in ranking if loss != "article"]
     return {
         "min_seeds": min(s["n"] for s in summary.values()),
         "ranking": ranking,
