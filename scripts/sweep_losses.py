@@ -1,16 +1,24 @@
-"""Train every complementary loss over several seeds on the same data, split and model.
+"""Train a queue of runs (every complementary loss over seeds, or any list), resumably.
 
 Each run trains the book's Xception with :func:`helpers.training.train_model` on complementary
 labels only (training *and* validation labels; the true labels are used for nothing but the
 final test score), then records its true and pseudo test accuracy, epochs and wall time in the
-results store under ``complementary_sweep/<loss>/seed<seed>``. Ordinary cross-entropy on the true
-labels is trained the same way as the reference row. Models already trained are loaded from
-the artifacts, unless ``--retrain``.
+results store under ``complementary_sweep/<key>`` (``helpers.runs.RunSpec.key``: e.g.
+``article/seed0``, or ``article/seed0/image_size160`` for a run with an overridden profile
+field). Ordinary cross-entropy on the true labels is trained the same way as the reference
+row. Finished runs are loaded from the artifacts, unless ``--retrain``; an interrupted run
+resumes from its last finished epoch (laptop and paper profiles checkpoint every epoch), so
+the same command can simply be started again.
 
 Usage::
 
     python scripts/sweep_losses.py --profile laptop
+    python scripts/sweep_losses.py --profile laptop --losses article --seeds 0 1 --set image_size=160
+    nohup python scripts/sweep_losses.py --profile laptop --runs runs.txt --log runs.log &
     KERAS_BACKEND=jax python scripts/sweep_losses.py --profile paper --losses article nn --seeds 0
+
+A runs file lists one run per line (see ``helpers.runs``), e.g.
+``loss=article seed=0 image_size=299 precision=float32``.
 
 Only ``keras.ops``-based helpers are used, so the JAX backend runs it without TensorFlow.
 """
@@ -22,9 +30,11 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from helpers.complementary import LOSS_NAMES
+from helpers.data import DEFAULT_CLASSES
 from helpers.experiment import (
     REFERENCE,
     SWEEP_CHAPTER,
@@ -36,8 +46,10 @@ from helpers.experiment import (
     train_run,
 )
 from helpers.manifest import format_manifest, run_manifest
-from helpers.profiles import Profile, get_profile
+from helpers.precision import CHOICES, resolve_precision
+from helpers.profiles import Profile, get_profile, parse_overrides
 from helpers.results import record
+from helpers.runs import RunSpec, estimate_seconds, grid, parse_runs
 
 CHAPTER = SWEEP_CHAPTER  # where the runs are recorded (and where chapters read them)
 
@@ -51,10 +63,18 @@ def train_and_score(
     max_per_class: int | None = None,
     retrain: bool = False,
     verbose: bool = True,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Train (or load) one model and score it on the test set; return its result row."""
     trained = train_run(
-        data, loss, seed, profile, max_per_class=max_per_class, retrain=retrain, verbose=verbose
+        data,
+        loss,
+        seed,
+        profile,
+        max_per_class=max_per_class,
+        retrain=retrain,
+        verbose=verbose,
+        precision=precision,
     )
     scores = score_run(data, trained.model, batch_size=profile.batch_size)
     del scores["probabilities"]
@@ -69,6 +89,10 @@ def train_and_score(
         "train_images": int(len(data.idx_fit)),
         "val_images": int(len(data.idx_val)),
         "test_images": int(len(data.dataset.y_test)),
+        "precision": trained.meta["precision"],
+        "classes": list(data.dataset.class_names),
+        "image_size": int(profile.image_size),
+        "overrides": dict(profile.extra.get("overrides", {})),
     }
 
 
@@ -82,6 +106,71 @@ def format_row(row: dict[str, Any]) -> str:
     )
 
 
+def run_queue(
+    profile: Profile,
+    specs: Sequence[RunSpec],
+    *,
+    results_dir: str | None = None,
+    retrain: bool = False,
+    max_per_class: int | None = None,
+    verbose: bool = True,
+    command: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train (or load, or resume) every run in ``specs`` in order; record each; return rows.
+
+    Before each run it prints how many runs remain and, once one has been trained, an
+    estimate of the time they need.
+    """
+    manifest = run_manifest(profile)
+    print(format_manifest(manifest), flush=True)
+    experiments: dict[tuple[Any, ...], Experiment] = {}
+    extra = {"device": manifest["device"], "command": command, "max_per_class": max_per_class}
+    rows, variants, trained = [], {}, []
+    for number, spec in enumerate(specs, 1):
+        run_profile = spec.profile(profile)
+        left = [s.profile(profile).image_size for s in specs[number - 1 :]]
+        estimate = estimate_seconds(trained, left)
+        eta = f", about {estimate / 60:.0f} min" if estimate is not None else ""
+        print(f"run {number}/{len(specs)}: {spec.describe()} ({len(left)} left{eta})", flush=True)
+        where = (spec.classes, run_profile.image_size, max_per_class)
+        if where not in experiments:
+            experiments[where] = prepare_experiment(run_profile, max_per_class, spec.classes)
+        row = train_and_score(
+            experiments[where],
+            spec.loss,
+            spec.seed,
+            run_profile,
+            max_per_class=max_per_class,
+            retrain=retrain,
+            verbose=verbose,
+            precision=spec.precision,
+        )
+        key = spec.key(profile, row["precision"])
+        record(
+            CHAPTER,
+            key,
+            row,
+            profile=profile.name,
+            seed=spec.seed,
+            wall_time_s=row["wall_time_s"],
+            directory=results_dir,
+            **extra,
+        )
+        print(format_row(row), flush=True)
+        if not row["loaded_from_cache"]:
+            trained.append((run_profile.image_size, row["wall_time_s"]))
+        rows.append(row)
+        variants.setdefault(key.replace(f"/seed{spec.seed}", "/summary"), []).append(row)
+    for key, group in variants.items():
+        summary = summarise(group)
+        record(
+            CHAPTER, key, summary[group[0]["loss"]], profile=profile.name, directory=results_dir,
+            **extra,
+        )  # fmt: skip
+        print(f"{key.replace('/summary', '')}:\n{format_summary(summary)}", flush=True)
+    return rows
+
+
 def run_sweep(
     profile: Profile,
     losses: Sequence[str],
@@ -93,42 +182,31 @@ def run_sweep(
     verbose: bool = True,
     command: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every ``loss`` for every ``seed``, record each result; return the result rows."""
-    manifest = run_manifest(profile)
-    print(format_manifest(manifest), flush=True)
-    data = prepare_experiment(profile, max_per_class)
-    extra = {"device": manifest["device"], "command": command, "max_per_class": max_per_class}
-    rows = []
-    for loss in losses:
-        for seed in seeds:
-            row = train_and_score(
-                data,
-                loss,
-                seed,
-                profile,
-                max_per_class=max_per_class,
-                retrain=retrain,
-                verbose=verbose,
-            )
-            record(
-                CHAPTER,
-                f"{loss}/seed{seed}",
-                row,
-                profile=profile.name,
-                seed=seed,
-                wall_time_s=row["wall_time_s"],
-                directory=results_dir,
-                **extra,
-            )
-            print(format_row(row), flush=True)
-            rows.append(row)
-    summary = summarise(rows)
-    for loss, entry in summary.items():
-        record(
-            CHAPTER, f"{loss}/summary", entry, profile=profile.name, directory=results_dir, **extra
-        )
-    print(format_summary(summary), flush=True)
-    return rows
+    """Train every ``loss`` for every ``seed`` at ``profile``; record each; return the rows."""
+    return run_queue(
+        profile,
+        grid(losses, seeds),
+        results_dir=results_dir,
+        retrain=retrain,
+        max_per_class=max_per_class,
+        verbose=verbose,
+        command=command,
+    )
+
+
+class Tee:
+    """Writes to the console and appends to a log file, line-buffered (for ``--log``)."""
+
+    def __init__(self, console: TextIO, path: Path) -> None:
+        self.console, self.file = console, open(path, "a", encoding="utf-8", buffering=1)
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        return self.console.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.console.flush()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -164,30 +242,85 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="cap images per class (quick checks only; default: the book's data)",
     )
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        default=list(DEFAULT_CLASSES),
+        help=f"class folders, in label order (default: {' '.join(DEFAULT_CLASSES)})",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=CHOICES,
+        default=None,
+        help="float32, mixed_bfloat16 or auto (default: $BOOK_PRECISION, else auto)",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override profile fields for every run, e.g. --set image_size=160 patience=15",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=None,
+        help="a file listing the runs, one per line (loss=L seed=S [FIELD=VALUE ...]); "
+        "replaces --losses/--seeds/--classes/--precision/--set",
+    )
+    parser.add_argument(
+        "--log", type=Path, default=None, help="also append every printed line to this file"
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return parser.parse_args(argv)
+
+
+def queue_from_args(args: argparse.Namespace, profile: Profile) -> list[RunSpec]:
+    """The runs the arguments ask for (checked before any training starts)."""
+    if args.runs is not None:
+        specs = parse_runs(args.runs.read_text(encoding="utf-8"))
+    else:
+        seeds = list(args.seeds) if args.seeds is not None else list(profile.seeds)
+        overrides = parse_overrides(args.set)
+        specs = grid(args.losses, seeds, args.classes, args.precision, overrides)
+    valid = [*LOSS_NAMES, REFERENCE]
+    for spec in specs:
+        if spec.loss not in valid:
+            raise ValueError(f"Unknown loss {spec.loss!r} in {spec.describe()!r}: use {valid}.")
+        spec.profile(profile)  # unknown fields and bad values fail here, not hours later
+        resolve_precision(spec.precision)
+    return specs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = parse_args(argv)
     profile = get_profile(args.profile)
-    seeds = list(args.seeds) if args.seeds is not None else list(profile.seeds)
     command = "python scripts/sweep_losses.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
+    try:
+        specs = queue_from_args(args, profile)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    console = sys.stdout
+    if args.log is not None:
+        sys.stdout = Tee(console, args.log)  # type: ignore[assignment]
     start = time.perf_counter()
-    run_sweep(
-        profile,
-        args.losses,
-        seeds,
-        results_dir=args.results_dir,
-        retrain=args.retrain,
-        max_per_class=args.max_per_class,
-        verbose=not args.quiet,
-        command=command,
-    )
-    print(f"Sweep finished in {(time.perf_counter() - start) / 60:.1f} min.")
+    try:
+        run_queue(
+            profile,
+            specs,
+            results_dir=args.results_dir,
+            retrain=args.retrain,
+            max_per_class=args.max_per_class,
+            verbose=not args.quiet,
+            command=command,
+        )
+        print(f"Sweep finished in {(time.perf_counter() - start) / 60:.1f} min.", flush=True)
+    finally:
+        sys.stdout = console
     return 0
 
 

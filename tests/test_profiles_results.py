@@ -91,3 +91,96 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         record("data", "n_total", 1, profile="smoke", backend="tensorflow", directory=tmp_path)
     assert (tmp_path / "smoke.json").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["smoke.json"]  # no temporary file left
+
+
+# ------------------------------------------------------------------------ profile overrides
+
+
+def test_override_profile_coerces_records_and_tags():
+    from helpers.profiles import override_profile, override_tag, parse_overrides
+
+    laptop = PROFILES["laptop"]
+    arm = override_profile(laptop, parse_overrides(["learning_rate=1e-5", "patience=15"]))
+    assert (arm.name, arm.learning_rate, arm.patience) == ("laptop", 1e-5, 15)
+    assert arm.extra["overrides"] == {"learning_rate": 1e-5, "patience": 15}
+    assert override_tag(arm) == "learning_rate1e-05-patience15"
+    assert override_tag(arm, ["patience"]) == "patience15"
+    assert override_tag(laptop) == ""
+    # An override equal to the profile's own value changes nothing a run is named by.
+    assert override_tag(override_profile(laptop, {"image_size": "96"})) == ""
+    both = override_profile(arm, {"image_size": 160, "max_train_images": "none"})
+    assert both.image_size == 160 and both.max_train_images is None
+    assert both.extra["overrides"]["learning_rate"] == 1e-5  # earlier overrides kept
+    assert override_profile(laptop, {"seeds": "0,1"}).seeds == (0, 1)
+    assert override_profile(laptop, {"checkpoint": "false"}).checkpoint is False
+    assert override_profile(laptop, {}) is laptop
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"learnin_rate": "1e-4"}, "Cannot override.*'learnin_rate'.*learning_rate"),
+        ({"name": "paper"}, "Cannot override.*'name'"),
+        ({"patience": "soon"}, "'patience' cannot take the value 'soon'"),
+        ({"amsgrad": "maybe"}, "'amsgrad' cannot take"),
+    ],
+)
+def test_override_profile_rejects_bad_fields_and_values(overrides, message):
+    from helpers.profiles import override_profile
+
+    with pytest.raises(ValueError, match=message):
+        override_profile(PROFILES["laptop"], overrides)
+
+
+def test_parse_overrides_needs_field_equals_value():
+    from helpers.profiles import parse_overrides
+
+    assert parse_overrides([" patience = 3 "]) == {"patience": "3"}
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_overrides(["patience"])
+
+
+# ------------------------------------------------------------------------------ precision
+
+
+def test_precision_from_argument_environment_and_auto(monkeypatch):
+    from helpers import precision
+
+    monkeypatch.setenv("BOOK_PRECISION", " Mixed_BFloat16 ")
+    assert precision.resolve_precision().policy == "mixed_bfloat16"
+    assert "BOOK_PRECISION" in precision.resolve_precision().reason
+    assert precision.resolve_precision("float32").policy == "float32"
+    monkeypatch.setenv("BOOK_PRECISION", "auto")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    monkeypatch.setattr(precision, "gpu_bf16", lambda: None)
+    chosen = precision.resolve_precision()
+    assert chosen.policy == "mixed_bfloat16" and "amx_bf16" in chosen.reason
+    assert chosen.short == "bf16" and str(chosen).startswith("mixed_bfloat16 (auto")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert precision.resolve_precision().policy == "float32"
+    monkeypatch.setattr(precision, "gpu_bf16", lambda: "GPU H200 (compute capability 9.0)")
+    assert "H200" in precision.resolve_precision().reason
+
+
+def test_auto_precision_reads_the_cpu_flags():
+    from helpers.precision import auto_precision, cpu_bf16_flags, cpu_flags
+
+    assert cpu_bf16_flags(frozenset({"avx512_bf16", "avx512f"})) == ["avx512_bf16"]
+    assert auto_precision(frozenset({"avx512f"}), gpu=None).policy == "float32"
+    assert auto_precision(frozenset({"amx_bf16"}), gpu=None).policy == "mixed_bfloat16"
+    assert isinstance(cpu_flags(), frozenset) and cpu_flags()  # this machine has some flags
+
+
+def test_unknown_precision_lists_valid_values():
+    from helpers.precision import resolve_precision
+
+    with pytest.raises(ValueError, match="Unknown precision 'half'.*auto, float32, mixed_bfloat16"):
+        resolve_precision("half")
+
+
+def test_manifest_prints_the_precision_and_why(monkeypatch):
+    from helpers.manifest import format_manifest, run_manifest
+
+    monkeypatch.setenv("BOOK_PRECISION", "float32")
+    text = format_manifest(run_manifest(PROFILES["smoke"]))
+    assert "precision  float32 (set by BOOK_PRECISION)" in text

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -268,14 +269,14 @@ def test_rejects_preprocessed_or_mismatched_inputs():
 
 def _save(directory, model, fail_at=None, monkeypatch=None):
     if fail_at:
-        real = artifacts._write_json
+        real = artifacts.write_json
 
         def broken(path, data):
             if path.name == fail_at:
                 raise KeyboardInterrupt  # as if the user stopped the kernel mid-save
             real(path, data)
 
-        monkeypatch.setattr(artifacts, "_write_json", broken)
+        monkeypatch.setattr(artifacts, "write_json", broken)
     artifacts.save_run(directory, model, {"loss": [1.0]}, {"note": "meta"})
 
 
@@ -334,3 +335,98 @@ def test_confusion_matrix_and_per_class_accuracy():
         confusion_matrix(y_true, y_pred[:3], 3)
     with pytest.raises(ValueError):
         confusion_matrix(y_true, y_pred + 2, 3)
+
+
+# ------------------------------------------------------------------ checkpoints and resuming
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stands in for a killed process: raises after the checkpoint of epoch ``after``."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt(f"interrupted after epoch {self.after}")
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(capsys):
+    from helpers import checkpoint
+
+    resumable = replace(TINY, max_epochs=3, patience=3, checkpoint=True)
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    whole = train_model("whole", x, y, x_val, y_val, profile=resumable, seed=3, verbose=False)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model("cut", x, y, x_val, y_val, profile=resumable, seed=3, callbacks=[_Interrupt(1)])
+    directory = artifacts.run_dir("cut", "unit", 3)
+    assert not artifacts.is_complete(directory)  # half-finished never looks finished
+    assert (checkpoint.partial_dir(directory) / checkpoint.STATE).is_file()
+
+    capsys.readouterr()
+    resumed = train_model("cut", x, y, x_val, y_val, profile=resumable, seed=3)
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1" in out and out.count("epoch   2/3") == 1
+    assert "epoch   1/3" not in out  # epoch 1 was not trained again
+    assert not resumed.loaded_from_cache and resumed.meta["resumed_after_epoch"] == 1
+    assert not checkpoint.partial_dir(directory).exists()  # cleaned up once saved
+    assert resumed.epochs_run == whole.epochs_run == 3
+    assert resumed.best_epoch == whole.best_epoch
+    for key in whole.history:
+        np.testing.assert_allclose(resumed.history[key], whole.history[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(resumed.model.get_weights(), whole.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_of_other_settings_is_discarded(capsys):
+    from helpers import checkpoint
+
+    resumable = replace(TINY, max_epochs=2, patience=3, checkpoint=True)
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_model("stale", x, y, x_val, y_val, profile=resumable, callbacks=[_Interrupt(1)])
+    other = replace(resumable, learning_rate=5e-4)  # same name, other settings
+    run = train_model("stale", x, y, x_val, y_val, profile=other)
+    out = capsys.readouterr().out
+    assert "discarding the checkpoint" in out and "resuming" not in out
+    assert run.epochs_run == 2
+    assert not checkpoint.partial_dir(artifacts.run_dir("stale", "unit", 0)).exists()
+
+
+def test_precision_is_part_of_a_runs_identity(monkeypatch):
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    fp32 = train_model("prec", x, y, x_val, y_val, profile=TINY, precision="float32", verbose=False)
+    assert fp32.meta["precision"] == "float32"
+    assert fp32.directory == artifacts.run_dir("prec", "unit", 0, precision="float32")
+    monkeypatch.setenv("BOOK_PRECISION", "mixed_bfloat16")
+    bf16 = train_model("prec", x, y, x_val, y_val, profile=TINY, verbose=False)
+    assert not bf16.loaded_from_cache  # never the float32 run
+    assert bf16.directory == artifacts.run_dir("prec", "unit", 0, precision="mixed_bfloat16")
+    assert bf16.meta["precision"] == "mixed_bfloat16"
+    assert bf16.model.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert bf16.model.get_layer("logits").compute_dtype == "float32"
+    again = train_model("prec", x, y, x_val, y_val, profile=TINY, verbose=False)
+    assert again.loaded_from_cache and again.model.get_layer("block1_conv1").compute_dtype == (
+        "bfloat16"
+    )
+    monkeypatch.setenv("BOOK_PRECISION", "float32")
+    back = train_model("prec", x, y, x_val, y_val, profile=TINY, verbose=False)
+    assert back.loaded_from_cache and back.meta["precision"] == "float32"
+
+
+def test_an_overridden_profile_is_a_run_of_its_own():
+    from helpers.profiles import override_profile
+
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    base = train_model("ovr", x, y, x_val, y_val, profile=TINY, verbose=False)
+    slower = override_profile(TINY, {"learning_rate": "1e-4"})
+    other = train_model("ovr", x, y, x_val, y_val, profile=slower, verbose=False)
+    assert not other.loaded_from_cache and other.directory != base.directory
+    assert other.directory.name == "ovr-learning_rate0.0001-seed0"
+    assert other.meta["profile"]["learning_rate"] == 1e-4

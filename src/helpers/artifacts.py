@@ -1,6 +1,6 @@
 """Trained-model artifacts: where they live and how they are written and read atomically.
 
-One run's directory, ``artifacts_dir()/<profile>/<backend>/<name>-seed<seed>/``, holds
+One run's directory, ``artifacts_dir()/<profile>/<backend>-<precision>/<name>-seed<seed>/``, holds
 ``model.weights.h5``, ``history.json``, ``meta.json`` and, written last, the marker file
 ``COMPLETE``. Everything is first written into a hidden temporary sibling directory that
 is renamed into place in one ``os.replace``; a run interrupted at any point therefore
@@ -33,8 +33,13 @@ def artifacts_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "artifacts"
 
 
-def run_dir(name: str, profile: str, seed: int, backend: str | None = None) -> Path:
-    """Directory of one training run: ``<artifacts>/<profile>/<backend>/<name>-seed<seed>``.
+def run_dir(
+    name: str, profile: str, seed: int, backend: str | None = None, precision: str = "float32"
+) -> Path:
+    """Directory of one run: ``<artifacts>/<profile>/<backend>-<precision>/<name>-seed<seed>``.
+
+    The precision is part of the path, so a bfloat16 run and a float32 run of the same
+    name never stand in for each other.
 
     Raises
     ------
@@ -46,7 +51,7 @@ def run_dir(name: str, profile: str, seed: int, backend: str | None = None) -> P
             f"Run name {name!r} must be a plain, non-empty file name such as 'regular'."
         )
     backend = backend or keras.backend.backend()
-    return artifacts_dir() / profile / backend / f"{name}-seed{seed}"
+    return artifacts_dir() / profile / f"{backend}-{precision}" / f"{name}-seed{seed}"
 
 
 def is_complete(directory: Path) -> bool:
@@ -66,16 +71,16 @@ def save_run(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
         model.save_weights(str(tmp / WEIGHTS))
-        _write_json(tmp / HISTORY, history)
-        _write_json(tmp / META, meta)
+        write_json(tmp / HISTORY, history)
+        write_json(tmp / META, meta)
         (tmp / MARKER).write_text("complete\n", encoding="utf-8")  # written last
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
+def replace_dir(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``; an existing ``dst`` is first moved aside, then deleted."""
     old = None
     if dst.exists():
@@ -87,7 +92,8 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented, key-sorted JSON."""
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, sort_keys=True)
         f.write("\n")

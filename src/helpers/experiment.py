@@ -21,7 +21,7 @@ from helpers.complementary import (
     pseudo_accuracy,
     true_accuracy,
 )
-from helpers.data import Dataset, load_dataset, stratified_split
+from helpers.data import DEFAULT_CLASSES, Dataset, load_dataset, stratified_split
 from helpers.profiles import Profile
 from helpers.results import load_results
 
@@ -47,12 +47,15 @@ class Experiment:
         return len(self.dataset.class_names)
 
 
-def prepare_experiment(profile: Profile, max_per_class: int | None = None) -> Experiment:
+def prepare_experiment(
+    profile: Profile, max_per_class: int | None = None, classes: Sequence[str] = DEFAULT_CLASSES
+) -> Experiment:
     """Load the data set; carve the validation split; draw the test complementary labels.
 
-    ``max_per_class`` caps every class (quick checks only; ``None`` is the book's data).
+    ``max_per_class`` caps every class (quick checks only; ``None`` is the book's data);
+    ``classes`` are class folder names in label order (default: the original three).
     """
-    ds = load_dataset(profile=profile, max_per_class=max_per_class)
+    ds = load_dataset(profile=profile, max_per_class=max_per_class, classes=tuple(classes))
     idx_fit, idx_val = stratified_split(ds.y_train, VAL_FRACTION, seed=SPLIT_SEED)
     ybar_test = complementary_labels(ds.y_test, len(ds.class_names), seed=TEST_LABEL_SEED)
     return Experiment(ds, idx_fit, idx_val, ybar_test)
@@ -68,10 +71,28 @@ def training_labels(exp: Experiment, loss: str, seed: int) -> np.ndarray:
     return y if loss == REFERENCE else complementary_labels(y, exp.num_classes, seed)
 
 
-def run_name(loss: str, max_per_class: int | None = None) -> str:
-    """``regular`` or ``complementary-<loss>``; a capped data set gets its own name."""
+def classes_tag(classes: Sequence[str]) -> str:
+    """``""`` for the default classes, else the classes joined, e.g. ``airplanes-watch``."""
+    if tuple(classes) == DEFAULT_CLASSES:
+        return ""
+    return "-".join(name.lower().replace(" ", "_") for name in classes)
+
+
+def run_name(
+    loss: str, max_per_class: int | None = None, classes: Sequence[str] = DEFAULT_CLASSES
+) -> str:
+    """``regular`` or ``complementary-<loss>``; other classes or a capped data set add a tag.
+
+    The class list is part of the name, so a run on other classes never loads (or replaces)
+    a run of the book's three.
+    """
     base = "regular" if loss == REFERENCE else f"complementary-{loss}"
-    return base + ("" if max_per_class is None else f"-cap{max_per_class}")
+    tag = classes_tag(classes)
+    return (
+        base
+        + (f"-{tag}" if tag else "")
+        + ("" if max_per_class is None else f"-cap{max_per_class}")
+    )
 
 
 def train_run(
@@ -83,14 +104,19 @@ def train_run(
     max_per_class: int | None = None,
     retrain: bool = False,
     verbose: bool = True,
+    precision: str | None = None,
 ) -> Any:
-    """Train (or load) the model for ``loss`` and ``seed``; returns a ``TrainedModel``."""
+    """Train (or load) the model for ``loss`` and ``seed``; returns a ``TrainedModel``.
+
+    ``profile`` may carry overrides (``helpers.profiles.override_profile``) and
+    ``precision`` is as in ``helpers.training.train_model``; both are part of the run's name.
+    """
     from helpers.training import train_model
 
     labels = training_labels(exp, loss, seed)
     ds = exp.dataset
     return train_model(
-        run_name(loss, max_per_class),
+        run_name(loss, max_per_class, ds.class_names),
         ds.x_train[exp.idx_fit],
         labels[exp.idx_fit],
         ds.x_train[exp.idx_val],
@@ -101,6 +127,7 @@ def train_run(
         num_classes=exp.num_classes,
         retrain=retrain,
         verbose=verbose,
+        precision=precision,
     )
 
 
@@ -148,17 +175,35 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def load_sweep(profile: str, directory: Path | str | None = None) -> list[dict[str, Any]]:
-    """Every run the loss sweep recorded for ``profile``, as result rows (one per loss and seed).
+def load_sweep(
+    profile: str,
+    directory: Path | str | None = None,
+    *,
+    precision: str = "float32",
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    overrides: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The runs the sweep recorded for ``profile`` with these settings (one row per loss, seed).
 
-    Each row carries the run's ``date`` and ``device`` from the results store beside its scores.
+    Only runs of one ``precision``, one class list and the same profile ``overrides`` (none by
+    default) are returned, so a table built from them never mixes settings; rows recorded
+    before these fields existed count as float32, default classes, no overrides. Each row
+    carries the run's ``date`` and ``device`` from the results store beside its scores.
     """
     entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
+    wanted = (precision, list(classes), overrides or {})
     rows = []
     for key, entry in sorted(entries.items()):
         if "/seed" not in key:
             continue
-        rows.append({**entry["value"], "date": entry.get("date"), "device": entry.get("device")})
+        value = entry["value"]
+        settings = (
+            value.get("precision", "float32"),
+            value.get("classes", list(DEFAULT_CLASSES)),
+            value.get("overrides", {}),
+        )
+        if settings == wanted:
+            rows.append({**value, "date": entry.get("date"), "device": entry.get("device")})
     return rows
 
 

@@ -83,14 +83,17 @@ class Run:
 
 
 def run_manifest(profile: Profile) -> dict[str, Any]:
-    """Profile, backend, device, Python and package versions, and the date (UTC)."""
+    """Profile, backend, device, precision (and why), package versions, the date (UTC)."""
     import keras
+
+    from helpers.precision import resolve_precision
 
     return {
         "profile": profile.name,
         "image_size": profile.image_size,
         "backend": keras.backend.backend(),
         "device": device_name(),
+        "precision": str(resolve_precision()),
         "python": platform.python_version(),
         "packages": package_versions(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

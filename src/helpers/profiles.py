@@ -8,7 +8,9 @@ GPU and ``laptop`` otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +44,9 @@ class Profile:
         How many test images the Grad-CAM chapters analyse (``None``: all).
     amsgrad
         Whether Adam uses the AMSGrad variant (the original study did).
+    checkpoint
+        Save the training state after every epoch, so that an interrupted run resumes
+        (``helpers.checkpoint``). Off for ``smoke``, whose runs take seconds.
     """
 
     name: str
@@ -54,6 +59,7 @@ class Profile:
     max_train_images: int | None = None
     cam_images: int | None = None
     amsgrad: bool = True
+    checkpoint: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +80,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1),
         max_train_images=64,
         cam_images=8,
+        checkpoint=False,
     ),
     "laptop": Profile(
         name="laptop",
@@ -139,3 +146,98 @@ def get_profile(name: str | None = None) -> Profile:
             f"Set {ENV_VAR} to one of them (or unset it for the default)."
         )
     return PROFILES[key]
+
+
+# ------------------------------------------------------------------------------ overrides
+
+NOT_OVERRIDABLE = ("name", "extra")
+
+
+def overridable_fields() -> list[str]:
+    """The profile fields a run may override (every field but ``name`` and ``extra``)."""
+    return [f.name for f in dataclasses.fields(Profile) if f.name not in NOT_OVERRIDABLE]
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    """``value`` (a string from a command line, or already typed) as field ``name`` wants it."""
+    if not isinstance(value, str):
+        return tuple(value) if name == "seeds" else value
+    text = value.strip()
+    if text.lower() == "none" and name in ("max_train_images", "cam_images"):
+        return None
+    try:
+        if name == "seeds":
+            return tuple(int(part) for part in text.split(",") if part)
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if name == "learning_rate":
+            return float(text)
+        return int(text)
+    except ValueError:
+        raise ValueError(f"Profile field {name!r} cannot take the value {value!r}.") from None
+
+
+def override_profile(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
+    """``profile`` with some fields replaced: the book's one way to vary a run's settings.
+
+    The result keeps the profile's name and records what was changed in
+    ``extra["overrides"]``, so run names (:func:`override_tag`) and the results store can
+    tell an overridden run from the profile's own. Values may be strings (as on a command
+    line: ``"1e-4"``, ``"none"``, ``"0,1,2"``, ``"false"``).
+
+    Raises
+    ------
+    ValueError
+        For a field that does not exist or cannot be overridden, or a value of the wrong
+        kind; the message lists the fields.
+    """
+    allowed = overridable_fields()
+    unknown = [name for name in overrides if name not in allowed]
+    if unknown:
+        raise ValueError(
+            f"Cannot override profile field(s) {', '.join(map(repr, unknown))}. "
+            f"Overridable fields: {', '.join(allowed)}."
+        )
+    values = {k: _coerce(k, v, getattr(profile, k)) for k, v in overrides.items()}
+    if not values:
+        return profile
+    recorded = {**profile.extra.get("overrides", {}), **values}
+    recorded = {k: list(v) if isinstance(v, tuple) else v for k, v in recorded.items()}
+    return dataclasses.replace(profile, **values, extra={**profile.extra, "overrides": recorded})
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """``["learning_rate=1e-4", "patience=15"]`` as a dict (values still strings).
+
+    Raises
+    ------
+    ValueError
+        For an item without ``=``.
+    """
+    parsed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"Override {item!r} must look like FIELD=VALUE, e.g. patience=15.")
+        parsed[name.strip()] = value.strip()
+    return parsed
+
+
+def override_tag(profile: Profile, fields: Sequence[str] | None = None) -> str:
+    """A file-name-safe tag of ``profile``'s overrides that differ from its named profile.
+
+    ``""`` when nothing differs; e.g. ``"image_size160-learning_rate0.0001"``. Only
+    ``fields`` count when given (e.g. the fields that change training).
+    """
+    base = PROFILES.get(profile.name)
+    parts = []
+    for name, value in sorted(profile.extra.get("overrides", {}).items()):
+        if fields is not None and name not in fields:
+            continue
+        if base is not None and getattr(base, name) == _coerce(name, value, getattr(base, name)):
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        parts.append(f"{name}{shown}")
+    return "-".join(parts)

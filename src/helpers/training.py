@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers import artifacts
+from helpers import artifacts, checkpoint
 from helpers.augment import AugmentedBatches
 from helpers.batchnorm import BatchStatsMonitor, RecalibrateBatchNorm, score
 from helpers.data import preprocess, stratified_split
-from helpers.profiles import Profile
+from helpers.precision import resolve_precision
+from helpers.profiles import Profile, override_tag
 from helpers.xception import build_xception, logits_model
 
 # The profile fields that change a training run (a cached run with other values is stale).
@@ -46,7 +48,7 @@ def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shown(directory: Path) -> str:
-    """``<profile>/<backend>/<run>``: where a run lives, without this machine's absolute path."""
+    """``<profile>/<backend>-<precision>/<run>``: where a run lives, without this machine's absolute path."""
     return "/".join(directory.parts[-3:])
 
 
@@ -116,10 +118,10 @@ def _metric(name: str) -> Any:
 class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]
     """Prints one line per epoch (Keras itself runs with ``verbose=0``: no per-step bars)."""
 
-    def __init__(self, max_epochs: int) -> None:
+    def __init__(self, max_epochs: int, best: float = math.inf) -> None:
         super().__init__()
         self.max_epochs = max_epochs
-        self.best = math.inf
+        self.best = best
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.start = time.perf_counter()
@@ -198,14 +200,22 @@ def train_model(
     bn_momentum: float = 0.99,
     recalibrate_bn: bool = True,
     monitor_batch_stats: bool = True,
+    precision: str | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainedModel:
     """Train Xception on uint8 images (or load the finished run saved earlier).
+
+    With ``profile.checkpoint`` the training state is saved after every epoch, and a run
+    that was interrupted continues from its last finished epoch (``helpers.checkpoint``)
+    with the same result as an uninterrupted run.
 
     Parameters
     ----------
     name
         Run name, e.g. ``"regular"``; artifacts go to
-        ``artifacts_dir()/<profile>/<backend>/<name>-seed<seed>/``.
+        ``artifacts_dir()/<profile>/<backend>-<precision>/<name>[-<overrides>]-seed<seed>/``,
+        where ``<overrides>`` is :func:`helpers.profiles.override_tag` of the fields that
+        change training.
     x_train, y_train, x_val, y_val
         uint8 images ``(N, H, W, 3)`` and int labels: true labels for ``"crossentropy"``,
         complementary labels for a complementary loss. Validation drives early stopping.
@@ -232,6 +242,11 @@ def train_model(
     monitor_batch_stats
         Record ``val_<metric>_batch_stats`` per epoch (costs one forward pass over up to
         256 validation images per epoch).
+    precision
+        ``"auto"``, ``"float32"`` or ``"mixed_bfloat16"`` (``None``: ``$BOOK_PRECISION``,
+        else ``auto``; see ``helpers.precision``). Part of the run's identity.
+    callbacks
+        Extra Keras callbacks, called after the book's own (which checkpoint first).
 
     Returns
     -------
@@ -245,7 +260,11 @@ def train_model(
         or a saved run of this name that was trained on other data or settings.
     """
     _check_inputs(x_train, y_train, x_val, y_val)
-    directory = artifacts.run_dir(name, profile.name, seed)
+    policy = resolve_precision(precision).policy
+    tag = override_tag(profile, TRAINING_FIELDS)
+    directory = artifacts.run_dir(
+        f"{name}-{tag}" if tag else name, profile.name, seed, precision=policy
+    )
     x_train, y_train = cap_training_set(x_train, y_train, profile.max_train_images, seed)
     loss_fn, metric, labels = resolve_loss(loss, num_classes)
     steps = math.ceil(len(x_train) / profile.batch_size)
@@ -253,6 +272,7 @@ def train_model(
         "name": name,
         "profile": _training_fields(profile.as_dict()),
         "backend": keras.backend.backend(),
+        "precision": policy,
         "seed": seed,
         "loss": loss if isinstance(loss, str) else type(loss).__name__,
         "labels": labels,
@@ -264,45 +284,68 @@ def train_model(
     }
     if not retrain and artifacts.is_complete(directory):
         return _load(directory, request, verbose)
+    if retrain:
+        checkpoint.discard(directory)
+    resumed = checkpoint.load_checkpoint(directory, request) if profile.checkpoint else None
 
     keras.utils.set_random_seed(seed)
-    model = build_xception(x_train.shape[1:], num_classes, bn_momentum=bn_momentum, seed=seed)
+    model = build_xception(
+        x_train.shape[1:], num_classes, bn_momentum=bn_momentum, seed=seed, precision=policy
+    )
     trainer = compile_for_training(model, loss_fn, metric, profile)
-    callbacks: list[Any] = []
+    best_weights = resumed.restore(trainer) if resumed else None
+    stopper = checkpoint.ResumableEarlyStopping(
+        monitor="val_loss",
+        patience=profile.patience,
+        restore_best_weights=True,
+        resume=resumed.early_stopping if resumed else None,
+        best_weights=best_weights,
+    )
+    recorder = checkpoint.EpochRecorder(
+        request, stopper, directory if profile.checkpoint else None, resumed
+    )
+    own: list[Any] = []
     if recalibrate_bn:
-        callbacks.append(RecalibrateBatchNorm(model, x_train, seed=seed))
+        own.append(RecalibrateBatchNorm(model, x_train, seed=seed))
     if monitor_batch_stats:
-        callbacks.append(BatchStatsMonitor(model, x_val, y_val, metric, profile.batch_size))
-    callbacks += [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=profile.patience, restore_best_weights=True
-        ),
-    ]
+        own.append(BatchStatsMonitor(model, x_val, y_val, metric, profile.batch_size))
+    own += [keras.callbacks.TerminateOnNaN(), stopper, recorder]
+    done = resumed.epochs_done if resumed else 0
     if verbose:
-        callbacks.append(EpochLine(profile.max_epochs))
+        best_so_far = min(recorder.history.get("val_loss", [math.inf]), default=math.inf)
+        own.append(EpochLine(profile.max_epochs, best_so_far))
         bn = "recalibrated every epoch" if recalibrate_bn else f"moving averages ({bn_momentum})"
         print(
-            f"training {name} (seed {seed}, {keras.backend.backend()}): {len(x_train)} images, "
-            f"{steps} steps/epoch, BatchNorm statistics {bn}",
+            f"training {name} (seed {seed}, {keras.backend.backend()}, {policy}): "
+            f"{len(x_train)} images, {steps} steps/epoch, BatchNorm statistics {bn}",
             flush=True,
         )
-    start = time.perf_counter()
-    fit = trainer.fit(
-        AugmentedBatches(x_train, y_train, profile.batch_size, seed=seed),
-        validation_data=(preprocess(x_val), np.asarray(y_val)),
-        validation_batch_size=profile.batch_size,
-        epochs=profile.max_epochs,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    wall = time.perf_counter() - start
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+        if resumed:
+            print(f"resuming after epoch {done} from {resumed.directory.name}", flush=True)
+    batches = AugmentedBatches(x_train, y_train, profile.batch_size, seed=seed)
+    batches.epoch = done  # each epoch's batches depend on (seed, epoch): same as uninterrupted
+    if resumed and (resumed.stop or done >= profile.max_epochs):
+        if best_weights is not None:  # what EarlyStopping does at the end of training
+            trainer.set_weights(best_weights)
+    else:
+        trainer.fit(
+            batches,
+            validation_data=(preprocess(x_val), np.asarray(y_val)),
+            validation_batch_size=profile.batch_size,
+            epochs=profile.max_epochs,
+            initial_epoch=done,
+            callbacks=[*own, *callbacks],
+            verbose=0,
+        )
+    wall = recorder.wall_time_s()
+    history = recorder.history
     epochs_run = len(history["loss"])
     best = _best_epoch(history)
     meta = {**request, "epochs_run": epochs_run, "best_epoch": best, "wall_time_s": wall}
     meta.update(train_images=len(x_train), val_images=len(x_val), keras=keras.__version__)
+    meta.update(resumed_after_epoch=done if resumed else None)
     artifacts.save_run(directory, model, history, meta)
+    checkpoint.discard(directory)
     if verbose:
         print(
             f"best epoch {best} of {epochs_run}; {wall:.0f}s; saved as {_shown(directory)}",
@@ -321,7 +364,7 @@ def _best_epoch(history: dict[str, list[float]]) -> int:
 
 def _load(directory: Path, request: dict[str, Any], verbose: bool) -> TrainedModel:
     weights, history, meta = artifacts.load_run(directory)
-    saved = {**meta, "profile": _training_fields(meta.get("profile", {}))}
+    saved = {"precision": "float32", **meta, "profile": _training_fields(meta.get("profile", {}))}
     changed = [k for k, v in request.items() if saved.get(k) != v]
     if changed:
         raise ValueError(
@@ -329,7 +372,10 @@ def _load(directory: Path, request: dict[str, Any], verbose: bool) -> TrainedMod
             "Pass retrain=True to replace it, or choose another run name."
         )
     model = build_xception(
-        tuple(meta["input_shape"]), meta["num_classes"], bn_momentum=meta["bn_momentum"]
+        tuple(meta["input_shape"]),
+        meta["num_classes"],
+        bn_momentum=meta["bn_momentum"],
+        precision=saved["precision"],
     )
     model.load_weights(str(weights))
     if verbose:

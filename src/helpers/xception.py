@@ -71,6 +71,7 @@ def build_xception(
     num_classes: int = 3,
     bn_momentum: float = 0.99,
     seed: int | None = None,
+    precision: str = "float32",
 ) -> keras.Model:
     """Build an untrained Xception classifier as one flat functional graph.
 
@@ -88,6 +89,10 @@ def build_xception(
     seed
         Seeds every kernel initialiser, so the same seed gives the same weights
         (``None``: Keras' unseeded defaults).
+    precision
+        Keras dtype policy of the body: ``"float32"`` or ``"mixed_bfloat16"``
+        (``helpers.precision``). The ``logits`` and ``predictions`` layers are float32
+        either way, and every variable is float32, so weights load into either precision.
 
     Returns
     -------
@@ -96,10 +101,12 @@ def build_xception(
         count equals ``keras.applications.Xception(weights=None, classes=num_classes)``.
     """
     _check_input_shape(tuple(input_shape), num_classes)  # type: ignore[arg-type]
+    if precision not in ("float32", "mixed_bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', got {precision!r}.")
     init = _Initialisers(seed)
 
     def bn(name: str) -> layers.Layer:
-        return layers.BatchNormalization(momentum=bn_momentum, name=name)
+        return layers.BatchNormalization(momentum=bn_momentum, name=name, dtype=precision)
 
     def conv(filters: int, kernel: int, name: str, strides: int = 1, pad: str = "valid") -> Any:
         return layers.Conv2D(
@@ -110,6 +117,7 @@ def build_xception(
             use_bias=False,
             kernel_initializer=init(),
             name=name,
+            dtype=precision,
         )
 
     def sepconv(filters: int, name: str) -> Any:
@@ -121,10 +129,11 @@ def build_xception(
             depthwise_initializer=init(),
             pointwise_initializer=init(),
             name=name,
+            dtype=precision,
         )
 
     def relu(name: str) -> layers.Layer:
-        return layers.Activation("relu", name=name)
+        return layers.Activation("relu", name=name, dtype=precision)
 
     def shortcut(x: Any, filters: int, block: int) -> Any:
         """The strided 1x1 projection that lets a downsampling block add its input."""
@@ -151,28 +160,31 @@ def build_xception(
         residual = shortcut(x, filters, block)
         x = sep_bn(x, filters, block, 1, act_first=block != 2)
         x = sep_bn(x, filters, block, 2)
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{block}_pool")(x)
-        x = layers.Add(name=f"block{block}_add")([x, residual])
+        x = layers.MaxPooling2D(
+            3, strides=2, padding="same", name=f"block{block}_pool", dtype=precision
+        )(x)
+        x = layers.Add(name=f"block{block}_add", dtype=precision)([x, residual])
 
     # Middle flow: eight identity-shortcut blocks of three separable convolutions.
     for block in MIDDLE_BLOCKS:
         residual = x
         for k in (1, 2, 3):
             x = sep_bn(x, 728, block, k)
-        x = layers.Add(name=f"block{block}_add")([x, residual])
+        x = layers.Add(name=f"block{block}_add", dtype=precision)([x, residual])
 
     # Exit flow.
     residual = shortcut(x, 1024, 13)
     x = sep_bn(x, 728, 13, 1)
     x = sep_bn(x, 1024, 13, 2)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="block13_pool")(x)
-    x = layers.Add(name="block13_add")([x, residual])
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="block13_pool", dtype=precision)(x)
+    x = layers.Add(name="block13_add", dtype=precision)([x, residual])
     x = relu("block14_sepconv1_act")(sep_bn(x, 1536, 14, 1, act_first=False))
     x = relu("block14_sepconv2_act")(sep_bn(x, 2048, 14, 2, act_first=False))
 
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    logits = layers.Dense(num_classes, kernel_initializer=init(), name="logits")(x)
-    outputs = layers.Activation("softmax", name="predictions")(logits)
+    x = layers.GlobalAveragePooling2D(name="avg_pool", dtype=precision)(x)
+    # The head stays float32: losses, metrics and scores read float32 logits.
+    logits = layers.Dense(num_classes, kernel_initializer=init(), name="logits", dtype="float32")(x)
+    outputs = layers.Activation("softmax", name="predictions", dtype="float32")(logits)
     return keras.Model(inputs, outputs, name="xception")
 
 
