@@ -270,3 +270,20 @@ def test_default_counts_on_real_images(tmp_path):
     assert np.bincount(ds.y_test).tolist() == [40, 48, 40]
     assert ds.x_train.shape == (511, 71, 71, 3)
     assert len(set(ds.paths_train) | set(ds.paths_test)) == 639
+
+
+@pytest.mark.skipif(
+    not REAL or not Path(REAL).is_dir() or not (Path(REAL) / "Motorbikes").is_dir(),
+    reason="real Caltech101 images with Motorbikes absent: set CALTECH101_DIR",
+)
+def test_motorbikes_are_capped_like_airplanes_on_real_images():
+    four = ("airplanes", "watch", "Leopards", "Motorbikes")
+    sampled = sample_paths(REAL, four)
+    assert {name: len(paths) for name, paths in sampled.items()} == {
+        "airplanes": 200,
+        "watch": 239,
+        "Leopards": 200,
+        "Motorbikes": 200,
+    }
+    # Adding a class changes no other class's sample.
+    assert sample_paths(REAL)["airplanes"] == sampled["airplanes"]

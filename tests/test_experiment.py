@@ -112,3 +112,53 @@ def test_sweep_findings_needs_runs_and_counts_the_thinnest_loss():
     assert found["above_article"] == [] and found["below_article"] == ["nn"]
     without_article = sweep_findings([_row("nn", 0, 0.5), _row("pc", 0, 0.8)])
     assert without_article["article"] is None and without_article["above_article"] == []
+
+
+def test_the_class_list_is_part_of_a_runs_identity(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from helpers.experiment import classes_tag, prepare_experiment, training_labels
+    from helpers.profiles import PROFILES
+
+    root = tmp_path / "101_ObjectCategories"
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 256, (80, 90, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"image_{i:04d}.jpg")
+    monkeypatch.setenv("CALTECH101_DIR", str(root))
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
+    exp = prepare_experiment(PROFILES["smoke"], classes=("cats", "dogs"))
+    assert exp.dataset.class_names == ("cats", "dogs") and exp.num_classes == 2
+    assert len(exp.dataset.y_train) + len(exp.dataset.y_test) == 20
+    assert len(exp.ybar_test) == len(exp.dataset.y_test)
+    # With two classes a complementary label is the other class: it determines the truth.
+    y = exp.dataset.y_train
+    assert np.array_equal(training_labels(exp, "article", 0), 1 - y)
+
+    assert classes_tag(("airplanes", "watch", "Leopards")) == ""
+    assert run_name("article", classes=("cats", "dogs")) == "complementary-article-cats-dogs"
+    four = ("airplanes", "watch", "Leopards", "Motorbikes")
+    assert run_name("crossentropy", classes=four) != run_name("crossentropy")
+    assert run_name("crossentropy", classes=four) == "regular-airplanes-watch-leopards-motorbikes"
+
+
+def test_load_sweep_never_mixes_precisions_classes_or_overrides(tmp_path):
+    base = {"loss": "article", "true_accuracy": 0.7, "pseudo_accuracy": 0.8, "epochs": 9,
+            "wall_time_s": 5.0}  # fmt: skip
+    record("complementary_sweep", "article/seed0", {**base, "seed": 0}, profile="laptop",
+           directory=tmp_path)  # fmt: skip
+    record("complementary_sweep", "article/seed0/mixed_bfloat16",
+           {**base, "seed": 0, "precision": "mixed_bfloat16"}, profile="laptop",
+           directory=tmp_path)  # fmt: skip
+    record("complementary_sweep", "article/seed1/image_size160",
+           {**base, "seed": 1, "overrides": {"image_size": 160}}, profile="laptop",
+           directory=tmp_path)  # fmt: skip
+    assert [r["seed"] for r in load_sweep("laptop", tmp_path)] == [0]
+    assert load_sweep("laptop", tmp_path)[0].get("precision") is None  # an older row: float32
+    bf16 = load_sweep("laptop", tmp_path, precision="mixed_bfloat16")
+    assert [r["precision"] for r in bf16] == ["mixed_bfloat16"]
+    arm = load_sweep("laptop", tmp_path, overrides={"image_size": 160})
+    assert [r["seed"] for r in arm] == [1]
+    assert load_sweep("laptop", tmp_path, classes=("a", "b")) == []

@@ -152,3 +152,36 @@ def test_sweep_runs_on_jax_without_tensorflow(tmp_path):
     entry = load_results("smoke", tmp_path)[sweep.CHAPTER]["scl_nl/seed0"]
     assert entry["backend"] == "jax"
     assert 0.0 <= entry["value"]["true_accuracy"] <= 1.0
+
+
+def test_a_run_queue_with_overrides_and_a_log(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BOOK_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    runs = tmp_path / "runs.txt"
+    runs.write_text("# two runs\nloss=nn seed=0\nloss=nn seed=0 max_train_images=32 max_epochs=1\n")
+    log = tmp_path / "queue.log"
+    argv = ["--profile", "smoke", "--max-per-class", "10", "--runs", str(runs), "--log", str(log)]
+    assert sweep.main([*argv, "--results-dir", str(tmp_path)]) == 0
+
+    stored = load_results("smoke", tmp_path)[sweep.CHAPTER]
+    plain, arm = (
+        stored["nn/seed0"]["value"],
+        stored["nn/seed0/max_epochs1-max_train_images32"]["value"],
+    )
+    assert plain["overrides"] == {} and plain["precision"] in ("float32", "mixed_bfloat16")
+    assert arm["overrides"] == {"max_train_images": 32, "max_epochs": 1} and arm["epochs"] == 1
+    assert "nn/summary" in stored and "nn/summary/max_epochs1-max_train_images32" in stored
+    text = log.read_text()
+    assert "run 1/2: nn seed 0 (2 left)" in text
+    assert "run 2/2: nn seed 0 max_train_images=32 max_epochs=1 (1 left, about" in text
+    assert text.count("epoch   1/") == 2 and "epoch   1/1 " in text  # one line per epoch
+    assert text == capsys.readouterr().out  # the log holds what was printed
+
+
+def test_a_bad_queue_fails_before_any_training(tmp_path, capsys):
+    runs = tmp_path / "runs.txt"
+    runs.write_text("loss=nn seed=0\nloss=nn seed=1 learnin_rate=1e-4\n")
+    assert sweep.main(["--profile", "smoke", "--runs", str(runs), "--quiet"]) == 2
+    assert "learnin_rate" in capsys.readouterr().err
+    runs.write_text("loss=hinge seed=0\n")
+    assert sweep.main(["--profile", "smoke", "--runs", str(runs), "--quiet"]) == 2
+    assert "Unknown loss 'hinge'" in capsys.readouterr().err

@@ -30,6 +30,7 @@ from keras import ops
 from numpy.typing import ArrayLike, NDArray
 
 from helpers import _grad_backends
+from helpers.precision import float32_model
 
 SHALLOW = "block2_add"
 MIDDLE = "block9_add"
@@ -267,7 +268,12 @@ def _batches(
     batch_size: int,
     methods: Sequence[str] | None,
 ) -> Any:
-    """Yield ``(layers in depth order, step output, logits, classes)`` batch by batch."""
+    """Yield ``(layers in depth order, step output, logits, classes)`` batch by batch.
+
+    A bfloat16 model is explained through its float32 twin (same weights): its maps are
+    computed from float32 activations and gradients.
+    """
+    model = float32_model(model)
     xs = _check_input(model, x)
     n = len(xs)
     requested = _requested_classes(model, class_index, n, labels)
@@ -594,6 +600,7 @@ def score_cam(
     ``batch_size``), so use it on a few images.
     """
     (layer,) = check_layers(model, layer)
+    model = float32_model(model)  # a bfloat16 model is scored in float32
     xs = _check_input(model, x)
     size = xs.shape[1:3]
     features = _cached(
