@@ -459,3 +459,16 @@ def test_gradients_with_respect_to_the_complementary_logit(p_target):
         _, grad = value_and_gradient(comp.get_loss(name, 3), np.array([0]), logits)
         np.testing.assert_allclose(grad[0, 0], value, rtol=2e-3, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(grad.sum(), 0.0, atol=1e-5)  # softmax: shifts cancel
+
+
+def test_stuck_fraction_counts_confidently_wrong_examples():
+    from helpers.complementary import StuckFraction, stuck_hits
+
+    logits = np.array([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [1.0, 0.0, 0.0], [200.0, 0.0, -5.0]])
+    ybar = np.array([0, 0, 0, 0])  # p_bar: 0.9998, 0.0001, 0.58, 1.0
+    hits = keras.ops.convert_to_numpy(stuck_hits(ybar, logits))
+    assert hits.tolist() == [1.0, 0.0, 0.0, 1.0]
+    metric = StuckFraction()
+    metric.update_state(ybar, logits)
+    assert float(metric.result()) == pytest.approx(0.5)
+    assert StuckFraction.from_config(metric.get_config()).name == "stuck"

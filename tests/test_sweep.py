@@ -170,6 +170,11 @@ def test_a_run_queue_with_overrides_and_a_log(tmp_path, capsys, monkeypatch):
     assert plain["overrides"] == {} and plain["precision"] in ("float32", "mixed_bfloat16")
     assert arm["overrides"] == {"max_train_images": 32, "max_epochs": 1} and arm["epochs"] == 1
     assert "nn/summary" in stored and "nn/summary/max_epochs1-max_train_images32" in stored
+    # The overridden run is a run of its own in the artifacts too.
+    runs = tmp_path / "artifacts" / "smoke" / f"tensorflow-{plain['precision']}"
+    names = sorted(p.name for p in runs.iterdir())
+    assert names == ["complementary-nn-cap10-max_epochs1-max_train_images32-seed0",
+                     "complementary-nn-cap10-seed0"]  # fmt: skip
     text = log.read_text()
     assert "run 1/2: nn seed 0 (2 left)" in text
     assert "run 2/2: nn seed 0 max_train_images=32 max_epochs=1 (1 left, about" in text

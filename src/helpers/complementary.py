@@ -466,6 +466,34 @@ class PseudoAccuracy(keras.metrics.MeanMetricWrapper):  # type: ignore[misc]
         return {"name": self.name, "dtype": self.dtype}
 
 
+STUCK_THRESHOLD = 0.9  # a complementary class this probable: the article loss barely moves it
+
+
+def stuck_hits(y_true: Any, y_pred: Any, threshold: float = STUCK_THRESHOLD) -> Any:
+    """Per example, 1.0 when the model gives the complementary class ``p > threshold``.
+
+    ``y_pred`` are logits. Such an example is confidently wrong, and the article loss,
+    whose gradient ``p (1 - p) / (1 + p)^2`` vanishes as ``p -> 1``, hardly corrects it.
+    """
+    _, log_p_bar, _ = _log_p_and_log_not_p(y_true, y_pred)
+    return ops.cast(ops.greater(log_p_bar, float(np.log(threshold))), "float32")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StuckFraction(keras.metrics.MeanMetricWrapper):  # type: ignore[misc]
+    """Share of examples whose complementary class has probability above ``STUCK_THRESHOLD``.
+
+    Recorded per epoch for every complementary run (``stuck``, and ``val_stuck`` on the
+    validation split), to show where a loss stops learning from its mistakes.
+    """
+
+    def __init__(self, name: str = "stuck", dtype: Any = None) -> None:
+        super().__init__(fn=stuck_hits, name=name, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype}
+
+
 def _predicted_labels(pred: ArrayLike) -> NDArray[np.int64]:
     """Class indices from labels ``(N,)`` or from scores ``(N, K)`` (argmax)."""
     arr = np.asarray(pred)

@@ -107,12 +107,13 @@ def resolve_loss(loss: str | keras.losses.Loss, num_classes: int) -> tuple[Any, 
         raise ValueError(f"{err} Or 'crossentropy' for ordinary labels.") from None
 
 
-def _metric(name: str) -> Any:
+def _metrics(name: str) -> list[Any]:
+    """The run's accuracy metric; complementary runs also record the ``stuck`` fraction."""
     if name == "pseudo_accuracy":
-        from helpers.complementary import PseudoAccuracy
+        from helpers.complementary import PseudoAccuracy, StuckFraction
 
-        return PseudoAccuracy()
-    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        return [PseudoAccuracy(), StuckFraction()]
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
 class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]
@@ -146,7 +147,7 @@ def compile_for_training(
     """
     trainer = logits_model(model)
     optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate, amsgrad=profile.amsgrad)
-    trainer.compile(optimizer=optimizer, loss=loss, metrics=[_metric(metric)])
+    trainer.compile(optimizer=optimizer, loss=loss, metrics=_metrics(metric))
     return trainer
 
 
