@@ -54,7 +54,8 @@ def logit_gradient_norm(loss: str, p: ArrayLike, num_classes: int = 3) -> Floats
     if np.any((p < 0) | (p >= 1)):
         raise ValueError("p must lie in [0, 1): it is a probability short of certainty.")
     spread = np.sqrt(num_classes / (num_classes - 1))
-    return np.abs(DERIVATIVES[loss](p)) * p * (1 - p) * spread
+    norm: Floats = np.abs(DERIVATIVES[loss](p)) * p * (1 - p) * spread
+    return norm
 
 
 def plot_gradient_vs_p(
