@@ -73,7 +73,7 @@ def test_unknown_loss_is_rejected():
         sweep.parse_args(["--losses", "hinge"])
 
 
-def test_smoke_sweep_records_real_runs(tmp_path, capsys, monkeypatch):
+def test_smoke_queue_records_real_runs_with_overrides_and_a_log(tmp_path, capsys, monkeypatch):
     import helpers.training as training
 
     seen = []
@@ -84,9 +84,17 @@ def test_smoke_sweep_records_real_runs(tmp_path, capsys, monkeypatch):
         return real_train_model(name, x_train, y_train, x_val, y_val, **kwargs)
 
     monkeypatch.setattr(training, "train_model", spy)
-    # A fresh artifacts folder: the run really trains, and no stale saved run is reused.
+    # A fresh artifacts folder: the runs really train, and no stale saved run is reused.
     monkeypatch.setenv("BOOK_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
-    assert sweep.main([*TINY, "--losses", "article", "--results-dir", str(tmp_path)]) == 0
+    runs = tmp_path / "runs.txt"
+    runs.write_text(
+        "# the default run, then an arm\n"
+        "loss=article seed=0\n"
+        "loss=article seed=0 max_train_images=32 max_epochs=1  # fewer images, one epoch\n"
+    )
+    log = tmp_path / "queue.log"
+    argv = ["--profile", "smoke", "--max-per-class", "10", "--runs", str(runs), "--log", str(log)]
+    assert sweep.main([*argv, "--results-dir", str(tmp_path)]) == 0
 
     # Neither the training nor the validation labels may be the true ones.
     data = prepare_experiment(get_profile("smoke"), max_per_class=10)
@@ -102,11 +110,25 @@ def test_smoke_sweep_records_real_runs(tmp_path, capsys, monkeypatch):
     assert 0.0 <= value["pseudo_accuracy"] <= 1.0
     assert 1 <= value["epochs"] <= get_profile("smoke").max_epochs
     assert value["test_images"] == len(data.dataset.y_test)
+    assert value["overrides"] == {} and value["precision"] in ("float32", "mixed_bfloat16")
     assert stored["article/summary"]["value"]["n"] == 1
-    out = capsys.readouterr().out
-    assert "article      seed 0: true acc" in out
-    assert "± 0.000" in out
-    assert "(loaded)" not in out
+    arm = stored["article/seed0/max_epochs1-max_train_images32"]["value"]
+    assert arm["overrides"] == {"max_train_images": 32, "max_epochs": 1} and arm["epochs"] == 1
+    assert "article/summary/max_epochs1-max_train_images32" in stored
+    # The arm is a run of its own in the artifacts too.
+    folder = tmp_path / "artifacts" / "smoke" / f"tensorflow-{value['precision']}"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "complementary-article-cap10-max_epochs1-max_train_images32-seed0",
+        "complementary-article-cap10-seed0",
+    ]
+
+    text = log.read_text()
+    assert text == capsys.readouterr().out  # the log holds everything printed
+    assert "run 1/2: article seed 0 (2 left)" in text
+    assert "run 2/2: article seed 0 max_train_images=32 max_epochs=1 (1 left, about" in text
+    assert text.count("epoch   1/") == 2 and "epoch   1/1 " in text  # one line per epoch
+    assert "article      seed 0: true acc" in text and "± 0.000" in text
+    assert "(loaded)" not in text
 
 
 # Runs in a child process where importing TensorFlow fails, as on a GPU node with JAX only.
@@ -152,34 +174,6 @@ def test_sweep_runs_on_jax_without_tensorflow(tmp_path):
     entry = load_results("smoke", tmp_path)[sweep.CHAPTER]["scl_nl/seed0"]
     assert entry["backend"] == "jax"
     assert 0.0 <= entry["value"]["true_accuracy"] <= 1.0
-
-
-def test_a_run_queue_with_overrides_and_a_log(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("BOOK_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
-    runs = tmp_path / "runs.txt"
-    runs.write_text("# two runs\nloss=nn seed=0\nloss=nn seed=0 max_train_images=32 max_epochs=1\n")
-    log = tmp_path / "queue.log"
-    argv = ["--profile", "smoke", "--max-per-class", "10", "--runs", str(runs), "--log", str(log)]
-    assert sweep.main([*argv, "--results-dir", str(tmp_path)]) == 0
-
-    stored = load_results("smoke", tmp_path)[sweep.CHAPTER]
-    plain, arm = (
-        stored["nn/seed0"]["value"],
-        stored["nn/seed0/max_epochs1-max_train_images32"]["value"],
-    )
-    assert plain["overrides"] == {} and plain["precision"] in ("float32", "mixed_bfloat16")
-    assert arm["overrides"] == {"max_train_images": 32, "max_epochs": 1} and arm["epochs"] == 1
-    assert "nn/summary" in stored and "nn/summary/max_epochs1-max_train_images32" in stored
-    # The overridden run is a run of its own in the artifacts too.
-    runs = tmp_path / "artifacts" / "smoke" / f"tensorflow-{plain['precision']}"
-    names = sorted(p.name for p in runs.iterdir())
-    assert names == ["complementary-nn-cap10-max_epochs1-max_train_images32-seed0",
-                     "complementary-nn-cap10-seed0"]  # fmt: skip
-    text = log.read_text()
-    assert "run 1/2: nn seed 0 (2 left)" in text
-    assert "run 2/2: nn seed 0 max_train_images=32 max_epochs=1 (1 left, about" in text
-    assert text.count("epoch   1/") == 2 and "epoch   1/1 " in text  # one line per epoch
-    assert text == capsys.readouterr().out  # the log holds what was printed
 
 
 def test_a_bad_queue_fails_before_any_training(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Tests for the training pipeline: augmentation, batch-norm fix, training, artifacts, metrics."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -345,34 +346,44 @@ def test_confusion_matrix_and_per_class_accuracy():
 # ------------------------------------------------------------------ checkpoints and resuming
 
 
-class _Interrupt(keras.callbacks.Callback):
-    """Stands in for a killed process: raises after the checkpoint of epoch ``after``."""
+class _KeepCheckpoint(keras.callbacks.Callback):
+    """Copies a run's checkpoint as it stands after epoch ``after``: what a kill would leave."""
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, directory, keep, after: int) -> None:
         super().__init__()
-        self.after = after
+        self.directory, self.keep, self.after = directory, keep, after
 
     def on_epoch_end(self, epoch, logs=None):
+        from helpers.checkpoint import partial_dir
+
         if epoch + 1 == self.after:
-            raise KeyboardInterrupt(f"interrupted after epoch {self.after}")
+            shutil.copytree(partial_dir(self.directory), self.keep)
 
 
-def test_an_interrupted_run_resumes_to_the_uninterrupted_result(capsys):
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(capsys, tmp_path):
     from helpers import checkpoint
 
+    # Two batches an epoch and three epochs: Keras draws each epoch's batch order, so a
+    # resumed run must also restore that generator to match (one epoch would not show it).
     resumable = replace(TINY, max_epochs=3, patience=3, checkpoint=True)
     x, y = colour_images(16)
     x_val, y_val = colour_images(8, seed=1)
-    whole = train_model("whole", x, y, x_val, y_val, profile=resumable, seed=3, verbose=False)
-
-    with pytest.raises(KeyboardInterrupt):
-        train_model("cut", x, y, x_val, y_val, profile=resumable, seed=3, callbacks=[_Interrupt(1)])
     directory = artifacts.run_dir("cut", "unit", 3)
-    assert not artifacts.is_complete(directory)  # half-finished never looks finished
-    assert (checkpoint.partial_dir(directory) / checkpoint.STATE).is_file()
+    keep = tmp_path / "after-epoch-1"
+    whole = train_model(
+        "cut", x, y, x_val, y_val, profile=resumable, seed=3, verbose=False,
+        monitor_batch_stats=False, callbacks=[_KeepCheckpoint(directory, keep, 1)],
+    )  # fmt: skip
+    assert artifacts.is_complete(directory) and not checkpoint.partial_dir(directory).exists()
 
+    # The state of the same run killed after its first epoch: a checkpoint and no finished run.
+    shutil.rmtree(directory)
+    shutil.copytree(keep, checkpoint.partial_dir(directory))
+    assert not artifacts.is_complete(directory)  # half-finished never looks finished
     capsys.readouterr()
-    resumed = train_model("cut", x, y, x_val, y_val, profile=resumable, seed=3)
+    resumed = train_model(
+        "cut", x, y, x_val, y_val, profile=resumable, seed=3, monitor_batch_stats=False
+    )
     out = capsys.readouterr().out
     assert "resuming after epoch 1" in out and out.count("epoch   2/3") == 1
     assert "epoch   1/3" not in out  # epoch 1 was not trained again
@@ -399,19 +410,37 @@ def test_a_checkpoint_of_other_settings_is_discarded(tmp_path, capsys):
     assert checkpoint.load_checkpoint(run, {"learning_rate": 5e-4}) is None  # nothing left
 
 
+class _Started(Exception):
+    pass
+
+
+class _StopAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise _Started
+
+
 def test_precision_is_part_of_a_runs_identity(monkeypatch):
     x, y = colour_images(8)
     x_val, y_val = colour_images(4, seed=1)
     fp32 = train_model("prec", x, y, x_val, y_val, profile=TINY, precision="float32", verbose=False)
     assert fp32.meta["precision"] == "float32"
     assert fp32.directory == artifacts.run_dir("prec", "unit", 0, precision="float32")
+
+    # Asked for bfloat16, train_model starts training: it never loads the float32 run.
     monkeypatch.setenv("BOOK_PRECISION", "mixed_bfloat16")
+    with pytest.raises(_Started):
+        train_model("prec", x, y, x_val, y_val, profile=TINY, callbacks=[_StopAtStart()])
+
+    # A finished bfloat16 run loads as one, from its own directory.
+    bf16_dir = artifacts.run_dir("prec", "unit", 0, precision="mixed_bfloat16")
+    model = build_xception((SIZE, SIZE, 3), 3, precision="mixed_bfloat16")
+    model.set_weights(fp32.model.get_weights())
+    artifacts.save_run(bf16_dir, model, fp32.history, {**fp32.meta, "precision": "mixed_bfloat16"})
     bf16 = train_model("prec", x, y, x_val, y_val, profile=TINY, verbose=False)
-    assert not bf16.loaded_from_cache  # never the float32 run
-    assert bf16.directory == artifacts.run_dir("prec", "unit", 0, precision="mixed_bfloat16")
-    assert bf16.meta["precision"] == "mixed_bfloat16"
+    assert bf16.loaded_from_cache and bf16.directory == bf16_dir
     assert bf16.model.get_layer("block1_conv1").compute_dtype == "bfloat16"
     assert bf16.model.get_layer("logits").compute_dtype == "float32"
+
     monkeypatch.setenv("BOOK_PRECISION", "float32")
     back = train_model("prec", x, y, x_val, y_val, profile=TINY, verbose=False)
     assert back.loaded_from_cache and back.meta["precision"] == "float32"
