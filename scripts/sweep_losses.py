@@ -171,29 +171,6 @@ def run_queue(
     return rows
 
 
-def run_sweep(
-    profile: Profile,
-    losses: Sequence[str],
-    seeds: Sequence[int],
-    *,
-    results_dir: str | None = None,
-    retrain: bool = False,
-    max_per_class: int | None = None,
-    verbose: bool = True,
-    command: str | None = None,
-) -> list[dict[str, Any]]:
-    """Train every ``loss`` for every ``seed`` at ``profile``; record each; return the rows."""
-    return run_queue(
-        profile,
-        grid(losses, seeds),
-        results_dir=results_dir,
-        retrain=retrain,
-        max_per_class=max_per_class,
-        verbose=verbose,
-        command=command,
-    )
-
-
 class Tee:
     """Writes to the console and appends to a log file, line-buffered (for ``--log``)."""
 
