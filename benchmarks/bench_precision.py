@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
+from bench_pipeline import EpochTimer  # this folder is on sys.path when run as a script
 
 from helpers.augment import AugmentedBatches
 from helpers.manifest import device_name
@@ -33,16 +34,6 @@ from helpers.precision import POLICIES, auto_precision, cpu_flags
 from helpers.profiles import get_profile
 from helpers.training import compile_for_training, predict_proba, resolve_loss
 from helpers.xception import build_xception
-
-
-class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
-    """Wall time of the last epoch, without ``fit``'s set-up."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds = time.perf_counter() - self.start
 
 
 def cpu_model() -> str:

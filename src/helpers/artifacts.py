@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +69,25 @@ def save_run(
     A previous run in ``directory`` is replaced. If anything fails (or the process is
     killed) before the final rename, ``directory`` is left as it was or absent.
     """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         model.save_weights(str(tmp / WEIGHTS))
         write_json(tmp / HISTORY, history)
         write_json(tmp / META, meta)
         (tmp / MARKER).write_text("complete\n", encoding="utf-8")  # written last
+
+
+@contextmanager
+def atomic_dir(directory: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on success it replaces ``directory``.
+
+    If the block fails (or the process is killed), ``directory`` is left as it was and the
+    temporary folder is removed (or, after a kill, left hidden where nothing reads it).
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    prefix = directory.name if directory.name.startswith(".") else f".{directory.name}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}.", suffix=".tmp", dir=directory.parent))
+    try:
+        yield tmp
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -6,9 +6,9 @@ into a hidden sibling of the run's directory (``.<name>-seed<seed>.partial``): t
 the early-stopping state with its best weights so far, the history and the training time.
 Keras also shuffles the order of a ``PyDataset``'s batches with Python's global ``random``
 module, so the checkpoint keeps that generator's state too, and puts it back as the first
-resumed epoch begins. The write is atomic (temporary directory, then one rename), and the run's own directory,
-with its ``COMPLETE`` marker, is only written when training ends, so a half-finished run
-never looks finished.
+resumed epoch begins. The write is atomic (``helpers.artifacts.atomic_dir``), and the run's
+own directory, with its ``COMPLETE`` marker, is only written when training ends, so a
+half-finished run never looks finished.
 
 :func:`load_checkpoint` hands the state back to ``train_model``, which rebuilds the same
 model, restores the state and continues with the next epoch. The input pipeline draws each
@@ -22,7 +22,6 @@ import json
 import math
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from helpers.artifacts import read_json, replace_dir, write_json
+from helpers.artifacts import atomic_dir, read_json, write_json
 
 STATE = "state.json"
 WEIGHTS = "model.weights.h5"
@@ -186,10 +185,7 @@ class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
     def save(self, epochs_done: int) -> None:
         """Write the checkpoint after ``epochs_done`` epochs, atomically."""
         assert self.directory is not None
-        target = partial_dir(self.directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=target.parent))
-        try:
+        with atomic_dir(partial_dir(self.directory)) as tmp:
             self.model.save_weights(str(tmp / WEIGHTS))  # the optimizer's variables too
             if self.early_stopping.best_weights is not None:
                 np.savez(tmp / BEST, *self.early_stopping.best_weights)
@@ -203,7 +199,3 @@ class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
                 "python_random": random.getstate(),
             }
             write_json(tmp / STATE, state)
-            replace_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise

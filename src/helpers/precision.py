@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,6 @@ def float32_model(model: keras.Model) -> keras.Model:
     """
     if model_policy(model) == "float32":
         return model
-    import weakref
-
     hit = _TWINS.get(id(model))
     if hit is None or hit[0]() is not model:
 
