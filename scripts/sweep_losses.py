@@ -93,6 +93,7 @@ def train_and_score(
         "classes": list(data.dataset.class_names),
         "image_size": int(profile.image_size),
         "overrides": dict(profile.extra.get("overrides", {})),
+        "history": {k: [round(float(v), 5) for v in vs] for k, vs in trained.history.items()},
     }
 
 

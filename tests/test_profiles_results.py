@@ -184,3 +184,12 @@ def test_manifest_prints_the_precision_and_why(monkeypatch):
     monkeypatch.setenv("BOOK_PRECISION", "float32")
     text = format_manifest(run_manifest(PROFILES["smoke"]))
     assert "precision  float32 (set by BOOK_PRECISION)" in text
+
+
+def test_the_device_line_names_the_cpu_model(tmp_path):
+    from helpers.manifest import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD  EPYC 7B13\nflags\t\t: avx2\n")
+    assert cpu_model(str(info)) == "AMD EPYC 7B13"
+    assert isinstance(cpu_model(str(tmp_path / "missing")), str)

@@ -110,17 +110,23 @@ def train_run(
 
     ``profile`` may carry overrides (``helpers.profiles.override_profile``) and
     ``precision`` is as in ``helpers.training.train_model``; both are part of the run's name.
+    Early stopping watches the validation split, or the test set (true labels for
+    cross-entropy, the test images' complementary labels otherwise) when
+    ``profile.stop_on == "test"``; the validation images stay out of training either way.
     """
     from helpers.training import train_model
 
     labels = training_labels(exp, loss, seed)
     ds = exp.dataset
+    x_stop, y_stop = ds.x_train[exp.idx_val], labels[exp.idx_val]
+    if profile.stop_on == "test":  # the original's choice, kept only to measure its effect
+        x_stop, y_stop = ds.x_test, (ds.y_test if loss == REFERENCE else exp.ybar_test)
     return train_model(
         run_name(loss, max_per_class, ds.class_names),
         ds.x_train[exp.idx_fit],
         labels[exp.idx_fit],
-        ds.x_train[exp.idx_val],
-        labels[exp.idx_val],
+        x_stop,
+        y_stop,
         profile=profile,
         loss=loss,
         seed=seed,

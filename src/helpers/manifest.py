@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from helpers.profiles import Profile, get_profile, gpu_available
@@ -47,7 +48,23 @@ def device_name() -> str:
             return f"GPU ({details.get('device_name', gpu.name)})"
         except Exception:
             return "GPU"
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    model = cpu_model()
+    return f"CPU ({model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} cores)"
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The processor's model name, e.g. ``AMD EPYC`` (``""`` where the system does not say).
+
+    Part of every run's device line: float32 training on two CPUs (whose math kernels round
+    differently) ends in different models, so runs from two machines are not one set.
+    """
+    path = Path(cpuinfo)
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name" and value.strip():
+                return " ".join(value.split())
+    return platform.processor().strip()
 
 
 @dataclass

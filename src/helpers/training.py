@@ -39,12 +39,20 @@ TRAINING_FIELDS = (
     "patience",
     "max_train_images",
     "amsgrad",
+    "stop_on",
 )
 
 
 def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
-    """The part of a profile that shapes training (runs saved with a fuller profile compare)."""
-    return {k: profile.get(k) for k in TRAINING_FIELDS}
+    """The part of a profile that shapes training (runs saved with a fuller profile compare).
+
+    ``stop_on`` appears only when it is not the default, so runs saved before the field
+    existed still load.
+    """
+    fields = {k: profile.get(k) for k in TRAINING_FIELDS}
+    if fields["stop_on"] in (None, "validation"):
+        del fields["stop_on"]
+    return fields
 
 
 def _shown(directory: Path) -> str:

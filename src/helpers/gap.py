@@ -1,0 +1,256 @@
+"""The gap to the original study: ablation arms, their recorded runs, a table and a figure.
+
+An *arm* changes one factor of the laptop settings (the image size, the learning rate, the
+patience, what early stopping watches) and trains the article loss (or cross-entropy, as the
+control) with it. ``scripts/sweep_losses.py`` records every run in the results store under
+``complementary_sweep/<loss>/seed<k>[/<overrides>]``; this module gathers an arm's runs by
+their settings, never by hand-typed numbers, and says how much of the gap each arm closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from helpers.complementary import STUCK_THRESHOLD
+from helpers.experiment import SWEEP_CHAPTER
+from helpers.profiles import get_profile, override_profile
+from helpers.results import load_results
+
+# The original study's test accuracies (one run each, 299 px, three classes).
+ORIGINAL = {"crossentropy": 0.9375, "article": 0.9141}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One setting of the ablation: a loss trained with some profile fields overridden."""
+
+    label: str
+    factor: str
+    loss: str = "article"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def run_line(self, seed: int) -> str:
+        """The arm's line in a run queue (``helpers.runs``), e.g. for the note's commands."""
+        parts = [f"loss={self.loss}", f"seed={seed}"]
+        return " ".join(parts + [f"{k}={v}" for k, v in self.overrides.items()])
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm("laptop settings (96 px)", "baseline"),
+    Arm("160 px", "(a) image size", overrides={"image_size": 160}),
+    Arm("299 px", "(a) image size", overrides={"image_size": 299}),
+    Arm("learning rate 1e-4", "(b) learning rate", overrides={"learning_rate": 1e-4}),
+    Arm("patience 15", "(c) patience", overrides={"patience": 15}),
+    Arm("stopping on the test set", "(d) early stopping", overrides={"stop_on": "test"}),
+    Arm(
+        "original recipe (299 px, 1e-5, patience 3 on test)",
+        "(e) original recipe",
+        overrides={
+            "image_size": 299,
+            "learning_rate": 1e-5,
+            "patience": 3,
+            "stop_on": "test",
+            "max_epochs": 200,
+        },
+    ),
+    Arm("regular, 96 px", "control", "crossentropy"),
+    Arm("regular, 160 px", "control", "crossentropy", {"image_size": 160}),
+    Arm("regular, 299 px", "control", "crossentropy", {"image_size": 299}),
+)
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """An arm's recorded runs: true test accuracy and epochs per seed."""
+
+    arm: Arm
+    seeds: tuple[int, ...]
+    accuracies: tuple[float, ...]
+    epochs: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        """Number of finished runs (seeds)."""
+        return len(self.seeds)
+
+    @property
+    def mean(self) -> float:
+        """Mean true test accuracy over seeds (NaN without runs)."""
+        return float(np.mean(self.accuracies)) if self.n else float("nan")
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation over seeds (0 for one seed, NaN without runs)."""
+        if not self.n:
+            return float("nan")
+        return float(np.std(self.accuracies, ddof=1)) if self.n > 1 else 0.0
+
+
+def _canonical(profile: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides as the results store records them (typed, defaults dropped)."""
+    base = get_profile(profile)
+    typed = override_profile(base, overrides).extra.get("overrides", {})
+    return {k: v for k, v in typed.items() if getattr(base, k) != v}
+
+
+def gather_arms(
+    profile: str = "laptop",
+    directory: Path | str | None = None,
+    arms: Sequence[Arm] = ARMS,
+    precision: str = "float32",
+) -> list[ArmResult]:
+    """Every arm's runs from the results store (an arm without runs has ``n == 0``).
+
+    A run belongs to an arm when its loss, its precision, the default classes and its
+    overridden profile fields all match; the results folder must hold runs of one machine.
+    """
+    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
+    rows = [e["value"] for key, e in sorted(entries.items()) if "/seed" in key]
+    results = []
+    for arm in arms:
+        wanted = _canonical(profile, arm.overrides)
+        mine = sorted(
+            (
+                r
+                for r in rows
+                if r["loss"] == arm.loss
+                and r.get("precision", "float32") == precision
+                and _canonical(profile, r.get("overrides", {})) == wanted
+                and len(r.get("classes", [0, 0, 0])) == 3
+            ),
+            key=lambda r: r["seed"],
+        )
+        results.append(
+            ArmResult(
+                arm,
+                tuple(int(r["seed"]) for r in mine),
+                tuple(float(r["true_accuracy"]) for r in mine),
+                tuple(int(r["epochs"]) for r in mine),
+            )
+        )
+    return results
+
+
+def format_ablation(results: Sequence[ArmResult]) -> str:
+    """The ablation table: per arm, true test accuracy mean ± sd, the seeds, and epochs."""
+    lines = [f"{'factor':<20} {'arm':<52} {'n':>2}  {'true accuracy':>15}  epochs  per seed"]
+    for r in results:
+        if not r.n:
+            lines.append(f"{r.arm.factor:<20} {r.arm.label:<52} {0:>2}  {'not run':>15}")
+            continue
+        per_seed = ", ".join(f"s{s} {a:.1%}" for s, a in zip(r.seeds, r.accuracies, strict=True))
+        lines.append(
+            f"{r.arm.factor:<20} {r.arm.label:<52} {r.n:>2}  {r.mean:>6.1%} ± {r.sd:>5.1%}  "
+            f"{np.mean(r.epochs):>6.1f}  {per_seed}"
+        )
+    return "\n".join(lines)
+
+
+def gap_closed(results: Sequence[ArmResult], target: float = ORIGINAL["article"]) -> dict[str, Any]:
+    """How much of the gap between the baseline and ``target`` each article arm closes.
+
+    Returns the baseline mean, the gap, and per run arm (``label -> share``) the share
+    ``(arm - baseline) / (target - baseline)``: 1 closes the gap, 0 changes nothing, a
+    negative share widens it.
+
+    Raises
+    ------
+    ValueError
+        When the baseline arm has no runs.
+    """
+    base = next((r for r in results if r.arm.factor == "baseline"), None)
+    if base is None or not base.n:
+        raise ValueError("The baseline arm has no runs yet: run scripts/runs/gap-ablation.txt.")
+    gap = target - base.mean
+    shares = {
+        r.arm.label: (r.mean - base.mean) / gap
+        for r in results
+        if r.n and r.arm.loss == base.arm.loss and r is not base
+    }
+    return {"baseline": base.mean, "gap": gap, "shares": shares}
+
+
+def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int = 80) -> Figure:
+    """Per arm, each seed's true test accuracy (dots) and the mean ± sd, beside references.
+
+    The original's two accuracies and chance (``1 / num_classes``) are drawn as vertical
+    lines; arms without runs are listed as "not run".
+    """
+    fig = Figure(figsize=(7.2, 0.42 * len(results) + 1.3), dpi=dpi)
+    ax = fig.add_subplot()
+    rows = np.arange(len(results))[::-1]
+    for y, r in zip(rows, results, strict=True):
+        colour = "tab:blue" if r.arm.loss == "crossentropy" else "tab:orange"
+        if r.n:
+            ax.errorbar(r.mean, y, xerr=r.sd, fmt="s", color=colour, capsize=3, ms=6)
+            ax.scatter(r.accuracies, [y] * r.n, s=16, color="k", zorder=3, alpha=0.6)
+        else:
+            ax.text(1 / num_classes + 0.01, y, "not run", va="center", color="0.5", fontsize=9)
+    references = (
+        (ORIGINAL["article"], "original, article loss", "tab:orange"),
+        (ORIGINAL["crossentropy"], "original, regular", "tab:blue"),
+        (1 / num_classes, "chance", "0.4"),
+    )
+    for x, label, colour in references:
+        ax.axvline(x, color=colour, ls="--", lw=1, label=f"{label} ({x:.1%})")
+    ax.set_yticks(rows, [r.arm.label for r in results])
+    ax.set(xlabel="true test accuracy", xlim=(1 / num_classes - 0.05, 1.0))
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def recorded_curves(
+    keys: Mapping[str, str],
+    metric: str = "stuck",
+    profile: str = "laptop",
+    directory: Path | str | None = None,
+) -> dict[str, list[float]]:
+    """``label -> per-epoch values of metric`` for runs named by results key (``article/seed0``).
+
+    Raises
+    ------
+    KeyError
+        For a run that is not recorded, or was recorded without that metric's history.
+    """
+    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
+    curves = {}
+    for label, key in keys.items():
+        history = entries.get(key, {}).get("value", {}).get("history", {})
+        if metric not in history:
+            raise KeyError(
+                f"No {metric!r} history for run {key!r} in the {profile} results: run it with "
+                "scripts/sweep_losses.py (runs recorded before the history was kept need "
+                "the same command again; it loads them and records their history)."
+            )
+        curves[label] = list(history[metric])
+    return curves
+
+
+def plot_stuck(
+    curves: Mapping[str, Sequence[float]], threshold: float = STUCK_THRESHOLD, dpi: int = 80
+) -> Figure:
+    """Per run, the share of training images stuck (wrong class's ``p > threshold``) by epoch."""
+    if not curves or not any(len(c) for c in curves.values()):
+        raise ValueError("No stuck-fraction history recorded: re-run the queue to record it.")
+    fig = Figure(figsize=(6.4, 3.2), dpi=dpi)
+    ax = fig.add_subplot()
+    for label, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=label)
+    ax.set(
+        xlabel="epoch",
+        ylabel=f"share of images with p > {threshold}",
+        ylim=(0, None),
+        title="Training images the model is confidently wrong about",
+    )
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig

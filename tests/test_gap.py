@@ -1,0 +1,138 @@
+"""helpers.gap: ablation arms gathered from the results store by their settings, and the
+early-stopping choice (validation split or test set) they vary."""
+
+import math
+
+import numpy as np
+import pytest
+
+from helpers.gap import (
+    ARMS,
+    ORIGINAL,
+    Arm,
+    format_ablation,
+    gap_closed,
+    gather_arms,
+    plot_ablation,
+    plot_stuck,
+    recorded_curves,
+)
+from helpers.profiles import PROFILES, override_profile, override_tag
+from helpers.results import record
+from helpers.runs import parse_run
+
+
+def _store(tmp_path, key, loss, seed, acc, overrides=None, **extra):
+    row = {"loss": loss, "seed": seed, "true_accuracy": acc, "epochs": 10 + seed,
+           "overrides": overrides or {}, **extra}  # fmt: skip
+    record("complementary_sweep", key, row, profile="laptop", directory=tmp_path)
+
+
+@pytest.fixture
+def store(tmp_path):
+    _store(tmp_path, "article/seed0", "article", 0, 0.60, history={"stuck": [0.1, 0.3]})
+    _store(tmp_path, "article/seed1", "article", 1, 0.70)
+    _store(tmp_path, "article/seed0/image_size160", "article", 0, 0.80, {"image_size": 160})
+    _store(tmp_path, "article/seed0/stop_ontest", "article", 0, 0.75, {"stop_on": "test"})
+    _store(tmp_path, "article/seed0/learning_rate0.0001", "article", 0, 0.5,
+           {"learning_rate": 0.0001})  # fmt: skip
+    # Neither another precision nor other classes may join an arm.
+    _store(tmp_path, "article/seed2/mixed_bfloat16", "article", 2, 0.1,
+           precision="mixed_bfloat16")  # fmt: skip
+    _store(tmp_path, "article/seed3/a-b-c-d", "article", 3, 0.2, classes=["a", "b", "c", "d"])
+    _store(tmp_path, "crossentropy/seed0", "crossentropy", 0, 0.95)
+    record("complementary_sweep", "article/summary", {"n": 2}, profile="laptop",
+           directory=tmp_path)  # fmt: skip
+    return tmp_path
+
+
+def test_arms_gather_their_runs_by_settings(store):
+    results = {r.arm.label: r for r in gather_arms("laptop", store)}
+    base = results["laptop settings (96 px)"]
+    assert base.seeds == (0, 1) and base.accuracies == (0.60, 0.70)
+    assert base.mean == pytest.approx(0.65) and base.sd == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    assert results["160 px"].accuracies == (0.80,) and results["160 px"].sd == 0.0
+    assert results["stopping on the test set"].accuracies == (0.75,)
+    assert results["learning rate 1e-4"].accuracies == (0.5,)
+    assert results["regular, 96 px"].accuracies == (0.95,)
+    assert results["299 px"].n == 0 and math.isnan(results["299 px"].mean)
+
+
+def test_gap_closed_shares_and_table(store):
+    results = gather_arms("laptop", store)
+    found = gap_closed(results)
+    assert found["baseline"] == pytest.approx(0.65)
+    assert found["gap"] == pytest.approx(ORIGINAL["article"] - 0.65)
+    assert found["shares"]["160 px"] == pytest.approx(0.15 / (ORIGINAL["article"] - 0.65))
+    assert found["shares"]["learning rate 1e-4"] < 0  # widens the gap
+    assert "regular, 96 px" not in found["shares"] and "299 px" not in found["shares"]
+    table = format_ablation(results)
+    assert "not run" in table and "s0 60.0%, s1 70.0%" in table
+    fig = plot_ablation(results)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [arm.label for arm in ARMS]
+
+
+def test_gap_closed_needs_the_baseline(tmp_path):
+    _store(tmp_path, "article/seed0/image_size160", "article", 0, 0.8, {"image_size": 160})
+    with pytest.raises(ValueError, match="baseline arm has no runs"):
+        gap_closed(gather_arms("laptop", tmp_path))
+
+
+def test_recorded_curves_and_their_errors(store):
+    assert recorded_curves({"article": "article/seed0"}, directory=store) == {"article": [0.1, 0.3]}
+    with pytest.raises(KeyError, match="No 'stuck' history for run 'article/seed1'"):
+        recorded_curves({"article": "article/seed1"}, directory=store)
+    with pytest.raises(ValueError, match="No stuck-fraction history"):
+        plot_stuck({"article": []})
+    assert plot_stuck({"article": [0.1, 0.3]}).axes[0].get_lines()
+
+
+def test_every_arm_is_a_valid_queue_line_with_its_own_key():
+    base = PROFILES["laptop"]
+    keys = [parse_run(arm.run_line(0)).key(base, "float32") for arm in ARMS]
+    assert len(set(keys)) == len(ARMS)
+    assert (
+        parse_run(Arm("x", "y", overrides={"stop_on": "test"}).run_line(1)).key(base, "float32")
+        == "article/seed1/stop_ontest"
+    )
+
+
+def test_stop_on_is_an_overridable_choice():
+    base = PROFILES["laptop"]
+    assert base.stop_on == "validation"
+    assert override_profile(base, {"stop_on": "test"}).stop_on == "test"
+    assert override_tag(override_profile(base, {"stop_on": "test"})) == "stop_ontest"
+    with pytest.raises(ValueError, match="stop_on must be one of validation, test"):
+        override_profile(base, {"stop_on": "train"})
+
+
+def test_stopping_on_test_feeds_the_test_set_to_early_stopping(monkeypatch):
+    import helpers.training
+    from helpers.experiment import Experiment, train_run
+    from helpers.training import _training_fields
+
+    class Data:
+        class_names = ("a", "b", "c")
+        x_train = np.zeros((6, 4, 4, 3), np.uint8)
+        y_train = np.array([0, 1, 2, 0, 1, 2])
+        x_test = np.ones((3, 4, 4, 3), np.uint8)
+        y_test = np.array([0, 1, 2])
+
+    exp = Experiment(Data(), np.arange(4), np.arange(4, 6), np.array([1, 2, 0]))
+    seen = {}
+    monkeypatch.setattr(
+        helpers.training,
+        "train_model",
+        lambda name, x_fit, y_fit, x_val, y_val, **kw: seen.update(x=x_val, y=y_val),
+    )
+    test = override_profile(PROFILES["smoke"], {"stop_on": "test"})
+    train_run(exp, "article", 0, test)
+    assert seen["x"].shape[0] == 3 and (seen["y"] == exp.ybar_test).all()
+    train_run(exp, "crossentropy", 0, test)
+    assert (seen["y"] == Data.y_test).all()
+    train_run(exp, "crossentropy", 0, PROFILES["smoke"])
+    assert seen["x"].shape[0] == 2 and (seen["y"] == Data.y_train[4:]).all()
+    # The default stays out of a run's identity, so runs saved before the field still load.
+    assert "stop_on" not in _training_fields(PROFILES["laptop"].as_dict())
+    assert _training_fields(test.as_dict())["stop_on"] == "test"
