@@ -16,6 +16,7 @@ from helpers.gap import (
     plot_ablation,
     plot_stuck,
     recorded_curves,
+    recorded_devices,
 )
 from helpers.profiles import PROFILES, override_profile, override_tag
 from helpers.results import record
@@ -73,6 +74,14 @@ def test_gap_closed_shares_and_table(store):
     assert labels == [arm.label for arm in ARMS]
 
 
+def test_recorded_devices(tmp_path):
+    record("complementary_sweep", "article/seed0", {"loss": "article"}, profile="laptop",
+           directory=tmp_path, device="CPU (AMD EPYC, x86_64, 2 cores)")  # fmt: skip
+    record("complementary_sweep", "article/summary", {}, profile="laptop", directory=tmp_path,
+           device="elsewhere")  # fmt: skip
+    assert recorded_devices("laptop", tmp_path) == ["CPU (AMD EPYC, x86_64, 2 cores)"]
+
+
 def test_gap_closed_needs_the_baseline(tmp_path):
     _store(tmp_path, "article/seed0/image_size160", "article", 0, 0.8, {"image_size": 160})
     with pytest.raises(ValueError, match="baseline arm has no runs"):
@@ -124,7 +133,7 @@ def test_stopping_on_test_feeds_the_test_set_to_early_stopping(monkeypatch):
     monkeypatch.setattr(
         helpers.training,
         "train_model",
-        lambda name, x_fit, y_fit, x_val, y_val, **kw: seen.update(x=x_val, y=y_val),
+        lambda name, x_fit, y_fit, x_val, y_val, **kw: seen.update(x=x_val, y=y_val, **kw),
     )
     test = override_profile(PROFILES["smoke"], {"stop_on": "test"})
     train_run(exp, "article", 0, test)
@@ -133,6 +142,20 @@ def test_stopping_on_test_feeds_the_test_set_to_early_stopping(monkeypatch):
     assert (seen["y"] == Data.y_test).all()
     train_run(exp, "crossentropy", 0, PROFILES["smoke"])
     assert seen["x"].shape[0] == 2 and (seen["y"] == Data.y_train[4:]).all()
+    assert seen["num_classes"] == 3
+    train_run(exp, "article", 0, override_profile(PROFILES["smoke"], {"extra_outputs": 1}))
+    assert seen["num_classes"] == 4
     # The default stays out of a run's identity, so runs saved before the field still load.
     assert "stop_on" not in _training_fields(PROFILES["laptop"].as_dict())
     assert _training_fields(test.as_dict())["stop_on"] == "test"
+
+
+def test_the_article_loss_accepts_a_head_with_an_unused_output():
+    import keras
+
+    from helpers.training import resolve_loss
+
+    loss, _, _ = resolve_loss("article", 4)
+    logits = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(5, 4)), "float32")
+    value = float(loss(np.array([0, 1, 2, 0, 1]), logits))
+    assert np.isfinite(value) and 0 < value < 0.5  # p / (1 + p) of the named class

@@ -113,6 +113,7 @@ def train_run(
     Early stopping watches the validation split, or the test set (true labels for
     cross-entropy, the test images' complementary labels otherwise) when
     ``profile.stop_on == "test"``; the validation images stay out of training either way.
+    ``profile.extra_outputs`` adds logits that no label names (the original's 4-output head).
     """
     from helpers.training import train_model
 
@@ -130,7 +131,7 @@ def train_run(
         profile=profile,
         loss=loss,
         seed=seed,
-        num_classes=exp.num_classes,
+        num_classes=exp.num_classes + profile.extra_outputs,
         retrain=retrain,
         verbose=verbose,
         precision=precision,

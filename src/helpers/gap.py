@@ -48,6 +48,7 @@ ARMS: tuple[Arm, ...] = (
     Arm("learning rate 1e-4", "(b) learning rate", overrides={"learning_rate": 1e-4}),
     Arm("patience 15", "(c) patience", overrides={"patience": 15}),
     Arm("stopping on the test set", "(d) early stopping", overrides={"stop_on": "test"}),
+    Arm("4 outputs for 3 classes", "(f) output head", overrides={"extra_outputs": 1}),
     Arm(
         "original recipe (299 px, 1e-5, patience 3 on test)",
         "(e) original recipe",
@@ -135,6 +136,12 @@ def gather_arms(
             )
         )
     return results
+
+
+def recorded_devices(profile: str = "laptop", directory: Path | str | None = None) -> list[str]:
+    """The devices the recorded runs ran on (one, when the folder holds one machine's runs)."""
+    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
+    return sorted({str(e.get("device")) for key, e in entries.items() if "/seed" in key})
 
 
 def format_ablation(results: Sequence[ArmResult]) -> str:

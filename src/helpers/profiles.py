@@ -51,6 +51,10 @@ class Profile:
         What early stopping watches: ``"validation"`` (the book's held-out split) or
         ``"test"`` (the test set, as the original study did; only to measure how much that
         choice flatters the reported number, see the gap chapter).
+    extra_outputs
+        Logits beyond the classes. The original's ``Xception()`` call built 4 outputs for
+        3 classes; a class no image has, and that is never a complementary label, gives a
+        complementary loss somewhere to put probability. 0 for the book's models.
     """
 
     name: str
@@ -65,6 +69,7 @@ class Profile:
     amsgrad: bool = True
     checkpoint: bool = True
     stop_on: str = "validation"
+    extra_outputs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -40,18 +40,22 @@ TRAINING_FIELDS = (
     "max_train_images",
     "amsgrad",
     "stop_on",
+    "extra_outputs",
 )
+# Fields added after runs were saved: at these defaults they stay out of a run's identity.
+LATER_DEFAULTS = {"stop_on": "validation", "extra_outputs": 0}
 
 
 def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
     """The part of a profile that shapes training (runs saved with a fuller profile compare).
 
-    ``stop_on`` appears only when it is not the default, so runs saved before the field
-    existed still load.
+    The fields of ``LATER_DEFAULTS`` appear only away from their defaults, so runs saved
+    before those fields existed still load.
     """
     fields = {k: profile.get(k) for k in TRAINING_FIELDS}
-    if fields["stop_on"] in (None, "validation"):
-        del fields["stop_on"]
+    for name, default in LATER_DEFAULTS.items():
+        if fields[name] in (None, default):
+            del fields[name]
     return fields
 
 
