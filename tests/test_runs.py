@@ -1,5 +1,7 @@
 """Run specs, their results keys, queue files and the time estimate (helpers.runs)."""
 
+from pathlib import Path
+
 import pytest
 
 from helpers.data import DEFAULT_CLASSES
@@ -59,3 +61,14 @@ def test_estimate_scales_with_pixels():
     assert estimate_seconds([], [96]) is None
     assert estimate_seconds([(96, 600.0)], [96, 96]) == pytest.approx(1200.0)
     assert estimate_seconds([(96, 600.0)], [192]) == pytest.approx(2400.0)
+
+
+def test_every_committed_queue_file_parses_into_distinct_runs():
+    files = sorted((Path(__file__).resolve().parents[1] / "scripts" / "runs").glob("*.txt"))
+    assert files, "the run queues of the book live in scripts/runs"
+    for path in files:
+        specs = parse_runs(path.read_text())
+        keys = [spec.key(PROFILES["laptop"], "float32") for spec in specs]
+        assert specs and len(set(keys)) == len(keys), f"{path.name} repeats a run"
+        for spec in specs:
+            spec.profile(PROFILES["laptop"])  # every override is a valid profile field
