@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 sys.path.insert(0, str(BOOK / "_ext"))
 
-from book_site import results_table  # noqa: E402
+from book_site import results_role, results_table  # noqa: E402
 from book_site.profiles_table import attribute_docs, format_setting, profile_rows  # noqa: E402
 from book_site.scripts import unique_scripts  # noqa: E402
 
@@ -332,6 +332,176 @@ def test_checker_catches_a_big_notebook(tmp_path: Path) -> None:
     path = tmp_path / "big.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
     assert any("MB" in p for p in check_notebooks.check(path))
+
+
+# --- numbers in the prose: the {result} role and glued values ---------------------------------
+
+RESULT_ROLE = re.compile(r"\{result\}`([^`]+)`")
+GLUE_TEXT = re.compile(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`")
+# What the intro's answer must quote from the store (issue 17): the accuracies of the regular
+# model, the article loss and the best loss from the literature, and the agreement count.
+INTRO_ANSWER_PATHS = {
+    "sweep/crossentropy/true_accuracy_mean", "sweep/article/true_accuracy_mean",
+    "sweep/best/true_accuracy_mean", "sweep/best_loss", "agreement/layers_below_control",
+    "agreement/regular_vs_complementary/shallow/spearman",
+    "agreement/regular_vs_regular/shallow/spearman",
+}  # fmt: skip
+
+
+def intro_answer() -> str:
+    """The intro's answer section: from its heading to the next heading or directive."""
+    intro = (BOOK / "intro.md").read_text(encoding="utf-8")
+    start = intro.index("## The answer in short")
+    return intro[start : intro.index("```{headline-figure}", start)]
+
+
+def glued_names(notebook: Path) -> dict[str, str]:
+    """Name and stored text of every value a notebook glued (myst-nb's scrapbook outputs)."""
+    names = {}
+    for cell in check_notebooks.load(notebook)["cells"]:
+        for output in cell.get("outputs", []):
+            scrap = output.get("metadata", {}).get("scrapbook")
+            if scrap:
+                text = output.get("data", {}).get("application/papermill.record/text/plain", "")
+                names[scrap["name"]] = check_notebooks.text(text)
+    return names
+
+
+@pytest.mark.parametrize("page", sorted(book_texts()), ids=lambda p: p.name)
+def test_every_quoted_result_is_in_the_store(page: Path) -> None:
+    for text in RESULT_ROLE.findall(book_texts()[page]):
+        try:
+            results_role.render(text, BOOK / "results")
+        except results_role.ResultError as err:
+            pytest.fail(f"{page.name} quotes {{result}}`{text}`: {err}")
+
+
+def test_intro_answer_quotes_the_store() -> None:
+    quoted = {text.partition(":")[0] for text in RESULT_ROLE.findall(intro_answer())}
+    missing = INTRO_ANSWER_PATHS - quoted
+    assert not missing, f"the intro's answer no longer quotes {sorted(missing)}"
+    # Numbers in the answer come from the store: no percentage or correlation typed by hand,
+    # except chance (one in three) and the original study's image size.
+    prose = RESULT_ROLE.sub("", intro_answer())
+    typed = set(re.findall(r"\d+\.\d+%?|\d+%", prose)) - {"33.3%"}
+    assert not typed, f"numbers typed by hand in the intro's answer: {sorted(typed)}"
+
+
+def test_intro_verdict_matches_the_stored_results() -> None:
+    # The intro states what the numbers mean in words; a re-run that changes what they mean
+    # must change the words too. This fails when that happens: rewrite the verdict.
+    _, below = results_role.lookup("agreement/layers_below_control", BOOK / "results")
+    assert below == [], (
+        f"a re-run found layers where the models agree less than the control ({below}): "
+        "rewrite the verdict in book/intro.md's answer and chapter 5's 'What we learned'"
+    )
+    _, mixed = results_role.lookup(
+        "agreement/regular_vs_complementary/shallow/spearman", BOOK / "results"
+    )
+    _, control = results_role.lookup(
+        "agreement/regular_vs_regular/shallow/spearman", BOOK / "results"
+    )
+    assert mixed > control, (
+        "the intro says the models agree more than the control at the shallow layer"
+    )
+    chapter5 = glued_names(BOOK / "05_agreement.ipynb")
+    assert chapter5["n_layers_below"] == "0", "rewrite chapter 5's 'What we learned'"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_glued_values_quoted_in_a_chapter_are_stored_in_it(notebook: Path) -> None:
+    glued = glued_names(notebook)
+    for name in GLUE_TEXT.findall(book_texts()[notebook]):
+        assert name in glued, f"{notebook.name} quotes {{glue:text}}`{name}` but never glues it"
+
+
+def record_for_role(directory: Path) -> None:
+    def put(chapter: str, key: str, value: Any, profile: str = "laptop") -> None:
+        record(chapter, key, value, profile=profile, backend="tensorflow", directory=directory)
+
+    put("regular", "test_accuracy", 0.9609375)
+    put("agreement", "layers_below_control", [])
+    put("agreement", "regular_vs_complementary/deep/spearman", 0.5566)
+    put("agreement", "faithfulness", {"regular": 0.228, "complementary": 0.264})
+    put("data", "n_test", 128)
+    for loss, accuracies in {
+        "crossentropy": (0.96, 0.94), "article": (0.98, 0.96), "forward": (0.90, 0.88),
+        "scl_exp": (0.80, 0.82),
+    }.items():  # fmt: skip
+        for seed, accuracy in enumerate(accuracies):
+            row = {"loss": loss, "seed": seed, "true_accuracy": accuracy,
+                   "pseudo_accuracy": 0.9, "epochs": 10, "wall_time_s": 1.0}  # fmt: skip
+            put("complementary_sweep", f"{loss}/seed{seed}", row)
+
+
+def test_result_role_reads_the_store(tmp_path: Path) -> None:
+    record_for_role(tmp_path)
+    shown = {
+        "profile": "laptop",
+        "regular/test_accuracy:.1%": "96.1%",
+        "agreement/regular_vs_complementary/deep/spearman:.2f": "0.56",  # a key with "/"
+        "agreement/faithfulness/complementary:.2f": "0.26",  # a field inside a value
+        "agreement/layers_below_control:len": "0",
+        "agreement/layers_below_control": "none",
+        "data/n_test": "128",
+        "sweep/seeds": "2",
+        "sweep/article/true_accuracy_mean:.1%": "97.0%",
+        # The best loss from the literature: neither the reference nor article, even when
+        # article is ahead.
+        "sweep/best_loss": "forward",
+        "sweep/best/true_accuracy_mean:.2f": "0.89",
+    }
+    for text, expected in shown.items():
+        assert results_role.render(text, tmp_path)[0] == expected, text
+    assert results_role.render("sweep/best_loss:code", tmp_path) == ("forward", True)
+    # The paper profile, once it has a headline number, is quoted instead of laptop.
+    record("regular", "test_accuracy", 0.5, profile="paper", backend="jax", directory=tmp_path)
+    assert results_role.render("regular/test_accuracy:.0%", tmp_path)[0] == "50%"
+    with pytest.raises(results_role.ResultError, match="paper.json has no chapter 'data'"):
+        results_role.render("data/n_test", tmp_path)  # paper has no data chapter: no mixing
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nope/x", "no chapter 'nope'"),
+        ("regular/nope", "no key 'nope'"),
+        ("agreement/faithfulness/nope", "no field 'nope'"),
+        ("sweep/nope/true_accuracy_mean", "no field 'nope'"),
+        ("regular/test_accuracy", "give a format"),
+        ("regular/test_accuracy:len", "needs a list"),
+        ("regular/test_accuracy:q", "bad format"),
+        ("", "empty path"),
+    ],
+)
+def test_result_role_refuses_what_the_store_cannot_answer(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    record_for_role(tmp_path)
+    with pytest.raises(results_role.ResultError, match=message):
+        results_role.render(text, tmp_path)
+
+
+def test_result_role_stops_the_build_on_an_unknown_key(tmp_path: Path) -> None:
+    # Without -W: an unknown key is an error of the build, not a warning or a blank.
+    src = tmp_path / "src"
+    record_for_role(src / "results")
+    (src / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(BOOK / '_ext')!r})\n"
+        "extensions = ['myst_parser', 'book_site']\nexclude_patterns = ['results']\n",
+        encoding="utf-8",
+    )
+    page = "# Page\n\nAccuracy {result}`regular/test_accuracy:.1%`, then {result}`regular/nope`.\n"
+    (src / "index.md").write_text(page, encoding="utf-8")
+    command = [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(src), str(tmp_path / "out")]
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0, "an unknown key must stop the build"
+    assert "index.md:3: {result}`regular/nope`: laptop.json has no key 'nope'" in bad.stderr
+
+
+def test_result_role_without_results(tmp_path: Path) -> None:
+    with pytest.raises(results_role.ResultError, match="no headline results"):
+        results_role.render("regular/test_accuracy:.1%", tmp_path)
 
 
 # --- the local Sphinx extension --------------------------------------------------------------

@@ -7,6 +7,7 @@ Run after ``jupyter-book build -W book/``; one screenshot per page lands in ``sc
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,22 @@ def test_intro_has_math_and_results_table(offline_page: tuple[Any, PageLog], bas
     text = table.inner_text()
     assert "Original study" in text and "93.75%" in text and "91.41%" in text
     assert table.locator("tbody tr").count() == 2
+
+
+def test_intro_states_the_answer_with_numbers(
+    offline_page: tuple[Any, PageLog], base_url: str
+) -> None:
+    page, _ = offline_page
+    open_page(page, base_url, TOC["root"])
+    answer = page.locator("section#the-answer-in-short")
+    assert answer.count() == 1, "the intro has no 'The answer in short' section"
+    assert answer.locator(".problematic").count() == 0, "a quoted result did not render"
+    text = answer.inner_text()
+    # The accuracies (regular, article loss, best loss, chance) and the agreement count.
+    percentages = re.findall(r"\d+(?:\.\d+)?%", text)
+    assert len(percentages) >= 4, f"the answer gives too few accuracies: {percentages}"
+    assert re.search(r"at \d+ of the 13 layers", text), "the answer does not count the layers"
+    assert answer.locator(".book-result").count() >= 8, "the numbers must come from the store"
 
 
 @pytest.mark.parametrize("docname", [d for d in PAGES if (BOOK / f"{d}.ipynb").is_file()])
