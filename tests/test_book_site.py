@@ -504,6 +504,80 @@ def test_result_role_without_results(tmp_path: Path) -> None:
         results_role.render("regular/test_accuracy:.1%", tmp_path)
 
 
+# --- the learner's path: what we learned, exercises, glossary, reading a map --------------------
+
+LEARNING_CHAPTERS = ("01_data", "02_regular", "03_complementary", "04_gradcam", "05_agreement")
+GLOSSARY = BOOK / "appendix" / "glossary.md"
+# Terms the chapters rely on (issue 17): each needs a glossary entry.
+REQUIRED_TERMS = {
+    "complementary label", "pseudo accuracy", "logit", "batchnorm statistics",
+    "precise batchnorm", "spearman rank correlation", "iou", "top-20% iou",
+    "bootstrap confidence interval", "deletion and insertion curves", "grad-cam",
+}  # fmt: skip
+
+
+def markdown_cells(notebook: Path) -> list[str]:
+    nb = check_notebooks.load(notebook)
+    return [check_notebooks.text(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+
+
+def glossary_terms() -> set[str]:
+    """Every term the glossary defines, lower-case (Sphinx matches terms case-insensitively)."""
+    text = GLOSSARY.read_text(encoding="utf-8")
+    body = text[text.index("```{glossary}") : text.rindex("```")]
+    lines = [line for line in body.splitlines()[1:] if line and not line.startswith(":")]
+    return {line.strip().lower() for line in lines if not line[0].isspace()}
+
+
+@pytest.mark.parametrize("chapter", LEARNING_CHAPTERS)
+def test_chapter_ends_with_what_we_learned_and_exercises(chapter: str) -> None:
+    cells = markdown_cells(BOOK / f"{chapter}.ipynb")
+    learned, exercises = cells[-2], cells[-1]
+    assert learned.startswith("## What we learned"), f"{chapter}: no closing 'What we learned'"
+    assert exercises.startswith("## Exercises"), f"{chapter}: no exercises at the end"
+    questions = re.findall(r"^\d+\. \*\*", exercises, re.M)
+    solutions = re.findall(r"^:::\{admonition\} Solution\n:class: dropdown$", exercises, re.M)
+    assert 2 <= len(questions) <= 3, f"{chapter}: {len(questions)} exercises, expected 2 or 3"
+    assert len(solutions) == len(questions), f"{chapter}: every exercise needs a hidden solution"
+    # A number in the summary is quoted (glue or the results store), never typed; chapter
+    # numbers and the count of layers (13, fixed by the architecture) are not results.
+    prose = GLUE_TEXT.sub("", RESULT_ROLE.sub("", learned))
+    prose = re.sub(r"chapter \d|the 13 layers", "", prose)
+    assert not re.findall(r"\d", prose), f"{chapter}: numbers typed by hand in 'What we learned'"
+
+
+def test_glossary_is_in_the_book_and_defines_the_terms() -> None:
+    assert "appendix/glossary" in toc_files(TOC)
+    missing = REQUIRED_TERMS - glossary_terms()
+    assert not missing, f"the glossary lacks {sorted(missing)}"
+
+
+def test_every_linked_term_is_in_the_glossary() -> None:
+    defined = glossary_terms()
+    linked = 0
+    for path, text in book_texts().items():
+        for target in re.findall(r"\{term\}`([^`]+)`", text):
+            target = re.sub(r"^.*<([^>]+)>$", r"\1", target.replace("\n", " ")).strip().lower()
+            assert target in defined, f"{path.name} links {target!r}, not in the glossary"
+            linked += 1
+    assert linked > 0
+    for chapter in LEARNING_CHAPTERS:
+        assert "{term}`" in book_texts()[BOOK / f"{chapter}.ipynb"], f"{chapter} links no term"
+
+
+def test_gradcam_chapter_says_how_to_read_a_map() -> None:
+    nb = check_notebooks.load(BOOK / "04_gradcam.ipynb")
+    cells = nb["cells"]
+    first_figure = next(
+        i for i, c in enumerate(cells)
+        if c["cell_type"] == "code" and "explorer_grid(" in check_notebooks.text(c["source"])
+    )  # fmt: skip
+    before = check_notebooks.text(cells[first_figure - 1]["source"])
+    assert ":::{admonition} How to read a Grad-CAM map" in before
+    for point in ("red", "own maximum", "3 × 3", "1/32"):
+        assert point in before, f"the reading box does not explain {point!r}"
+
+
 # --- the local Sphinx extension --------------------------------------------------------------
 
 
