@@ -13,6 +13,7 @@ from helpers.gap import (
     format_ablation,
     gap_closed,
     gather_arms,
+    missing_runs,
     plot_ablation,
     plot_stuck,
     recorded_curves,
@@ -57,6 +58,10 @@ def test_arms_gather_their_runs_by_settings(store):
     assert results["learning rate 1e-4"].accuracies == (0.5,)
     assert results["regular, 96 px"].accuracies == (0.95,)
     assert results["299 px"].n == 0 and math.isnan(results["299 px"].mean)
+    missing = missing_runs(list(results.values()), seeds=(0, 1))
+    assert (results["160 px"].arm, 1) in missing and (results["160 px"].arm, 0) not in missing
+    assert sum(arm.label == "laptop settings (96 px)" for arm, _ in missing) == 0
+    assert len(missing) == 2 * len(ARMS) - 6  # six recorded runs of seeds 0-1
 
 
 def test_gap_closed_shares_and_table(store):

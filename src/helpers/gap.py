@@ -9,6 +9,7 @@ their settings, never by hand-typed numbers, and says how much of the gap each a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class ArmResult:
     seeds: tuple[int, ...]
     accuracies: tuple[float, ...]
     epochs: tuple[int, ...]
+    wall_time_s: tuple[float, ...] = ()
 
     @property
     def n(self) -> int:
@@ -133,9 +135,17 @@ def gather_arms(
                 tuple(int(r["seed"]) for r in mine),
                 tuple(float(r["true_accuracy"]) for r in mine),
                 tuple(int(r["epochs"]) for r in mine),
+                tuple(float(r.get("wall_time_s", math.nan)) for r in mine),
             )
         )
     return results
+
+
+def missing_runs(
+    results: Sequence[ArmResult], seeds: Sequence[int] = (0, 1, 2)
+) -> list[tuple[Arm, int]]:
+    """``(arm, seed)`` for every run of ``seeds`` an arm has not recorded, in arm order."""
+    return [(r.arm, seed) for r in results for seed in seeds if seed not in r.seeds]
 
 
 def recorded_devices(profile: str = "laptop", directory: Path | str | None = None) -> list[str]:
