@@ -16,7 +16,7 @@ from helpers.gap import (
     missing_runs,
     plot_ablation,
     plot_stuck,
-    recorded_curves,
+    recorded_curve,
     recorded_devices,
 )
 from helpers.profiles import PROFILES, override_profile, override_tag
@@ -93,10 +93,12 @@ def test_gap_closed_needs_the_baseline(tmp_path):
         gap_closed(gather_arms("laptop", tmp_path))
 
 
-def test_recorded_curves_and_their_errors(store):
-    assert recorded_curves({"article": "article/seed0"}, directory=store) == {"article": [0.1, 0.3]}
+def test_recorded_curve_and_its_errors(store):
+    assert recorded_curve("article/seed0", directory=store) == [0.1, 0.3]
     with pytest.raises(KeyError, match="No 'stuck' history for run 'article/seed1'"):
-        recorded_curves({"article": "article/seed1"}, directory=store)
+        recorded_curve("article/seed1", directory=store)
+    with pytest.raises(KeyError, match="No 'val_stuck' history for run 'article/seed0'"):
+        recorded_curve("article/seed0", "val_stuck", directory=store)
     with pytest.raises(ValueError, match="No stuck-fraction history"):
         plot_stuck({"article": []})
     assert plot_stuck({"article": [0.1, 0.3]}).axes[0].get_lines()
@@ -164,3 +166,19 @@ def test_the_article_loss_accepts_a_head_with_an_unused_output():
     logits = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(5, 4)), "float32")
     value = float(loss(np.array([0, 1, 2, 0, 1]), logits))
     assert np.isfinite(value) and 0 < value < 0.5  # p / (1 + p) of the named class
+
+
+def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
+    from helpers.gap import quotable
+
+    values = quotable(gather_arms("laptop", store))
+    assert values["gap_baseline"] == "65.0%"
+    assert values["gap_size160"] == "80.0% (1 seed)" and values["gap_size299"] == "not run yet"
+    assert values["gap_regular"] == "95.0% (1 seed)"
+    assert values["gap_largest"].startswith("160 px, which closes")
+    assert values["gap_arms_run"] == "3" and values["gap_arms_total"] == str(len(ARMS) - 4)
+    lone = tmp_path_factory.mktemp("lone")
+    _store(lone, "article/seed0", "article", 0, 0.6)
+    assert quotable(gather_arms("laptop", lone))["gap_largest"] == "none has run yet"
+    _store(lone, "article/seed0/patience15", "article", 0, 0.5, {"patience": 15})
+    assert quotable(gather_arms("laptop", lone))["gap_largest"].startswith("none moves it closer")

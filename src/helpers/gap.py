@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from helpers.complementary import STUCK_THRESHOLD
 from helpers.experiment import SWEEP_CHAPTER
+from helpers.plots import DPI  # importing plots also lets IPython show bare Figures
 from helpers.profiles import get_profile, override_profile
 from helpers.results import load_results
 
@@ -51,7 +52,7 @@ ARMS: tuple[Arm, ...] = (
     Arm("stopping on the test set", "(d) early stopping", overrides={"stop_on": "test"}),
     Arm("4 outputs for 3 classes", "(f) output head", overrides={"extra_outputs": 1}),
     Arm(
-        "original recipe (299 px, 1e-5, patience 3 on test)",
+        "original recipe (299 px, 1e-5, test stop)",
         "(e) original recipe",
         overrides={
             "image_size": 299,
@@ -193,13 +194,54 @@ def gap_closed(results: Sequence[ArmResult], target: float = ORIGINAL["article"]
     return {"baseline": base.mean, "gap": gap, "shares": shares}
 
 
-def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int = 80) -> Figure:
+# Short names of the arms the chapter quotes.
+QUOTED = {
+    "size160": "160 px",
+    "size299": "299 px",
+    "lr": "learning rate 1e-4",
+    "patience": "patience 15",
+    "test_stop": "stopping on the test set",
+    "head4": "4 outputs for 3 classes",
+    "original": "original recipe (299 px, 1e-5, test stop)",
+    "regular": "regular, 96 px",
+}
+
+
+def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
+    """The chapter's sentences' values, as text: each arm's mean and seed count, the
+    baseline, the gap and the arm that closes most of it (or that none has run)."""
+
+    def mean(r: ArmResult) -> str:
+        return f"{r.mean:.1%} ({r.n} seed{'s' if r.n != 1 else ''})" if r.n else "not run yet"
+
+    found = gap_closed(results)
+    by_label = {r.arm.label: r for r in results}
+    values = {f"gap_{name}": mean(by_label[label]) for name, label in QUOTED.items()}
+    values["gap_baseline"] = f"{found['baseline']:.1%}"
+    values["gap_points"] = f"{found['gap'] * 100:.1f} points"
+    article = [r for r in results if r.arm.loss == "article" and r.arm.factor != "baseline"]
+    values["gap_arms_run"] = str(sum(1 for r in article if r.n))
+    values["gap_arms_total"] = str(len(article))
+    shares = found["shares"]
+    best = max(shares, key=shares.get, default=None)
+    if best is None:
+        values["gap_largest"] = "none has run yet"
+    elif shares[best] <= 0:
+        values["gap_largest"] = (
+            "none moves it closer: every arm run so far leaves it lower or equal"
+        )
+    else:
+        values["gap_largest"] = f"{best}, which closes {shares[best]:.0%} of the gap"
+    return values
+
+
+def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int = DPI) -> Figure:
     """Per arm, each seed's true test accuracy (dots) and the mean ± sd, beside references.
 
     The original's two accuracies and chance (``1 / num_classes``) are drawn as vertical
     lines; arms without runs are listed as "not run".
     """
-    fig = Figure(figsize=(7.2, 0.42 * len(results) + 1.3), dpi=dpi)
+    fig = Figure(figsize=(8.0, 0.36 * len(results) + 1.4), dpi=dpi)
     ax = fig.add_subplot()
     rows = np.arange(len(results))[::-1]
     for y, r in zip(rows, results, strict=True):
@@ -208,7 +250,7 @@ def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int =
             ax.errorbar(r.mean, y, xerr=r.sd, fmt="s", color=colour, capsize=3, ms=6)
             ax.scatter(r.accuracies, [y] * r.n, s=16, color="k", zorder=3, alpha=0.6)
         else:
-            ax.text(1 / num_classes + 0.01, y, "not run", va="center", color="0.5", fontsize=9)
+            ax.text(1 / num_classes + 0.02, y, "not run yet", va="center", color="0.5", fontsize=9)
     references = (
         (ORIGINAL["article"], "original, article loss", "tab:orange"),
         (ORIGINAL["crossentropy"], "original, regular", "tab:blue"),
@@ -217,20 +259,24 @@ def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int =
     for x, label, colour in references:
         ax.axvline(x, color=colour, ls="--", lw=1, label=f"{label} ({x:.1%})")
     ax.set_yticks(rows, [r.arm.label for r in results])
-    ax.set(xlabel="true test accuracy", xlim=(1 / num_classes - 0.05, 1.0))
+    ax.set(
+        xlabel="true test accuracy",
+        xlim=(1 / num_classes - 0.05, 1.0),
+        ylim=(-0.6, len(results) - 0.4),
+    )
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def recorded_curves(
-    keys: Mapping[str, str],
+def recorded_curve(
+    key: str,
     metric: str = "stuck",
     profile: str = "laptop",
     directory: Path | str | None = None,
-) -> dict[str, list[float]]:
-    """``label -> per-epoch values of metric`` for runs named by results key (``article/seed0``).
+) -> list[float]:
+    """Per-epoch values of ``metric`` of the run recorded under ``key`` (e.g. ``article/seed0``).
 
     Raises
     ------
@@ -238,21 +284,18 @@ def recorded_curves(
         For a run that is not recorded, or was recorded without that metric's history.
     """
     entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
-    curves = {}
-    for label, key in keys.items():
-        history = entries.get(key, {}).get("value", {}).get("history", {})
-        if metric not in history:
-            raise KeyError(
-                f"No {metric!r} history for run {key!r} in the {profile} results: run it with "
-                "scripts/sweep_losses.py (runs recorded before the history was kept need "
-                "the same command again; it loads them and records their history)."
-            )
-        curves[label] = list(history[metric])
-    return curves
+    history = entries.get(key, {}).get("value", {}).get("history", {})
+    if metric not in history:
+        raise KeyError(
+            f"No {metric!r} history for run {key!r} in the {profile} results: run it with "
+            "scripts/sweep_losses.py (runs recorded before the history was kept need the same "
+            "command again; it loads them and records their history)."
+        )
+    return [float(v) for v in history[metric]]
 
 
 def plot_stuck(
-    curves: Mapping[str, Sequence[float]], threshold: float = STUCK_THRESHOLD, dpi: int = 80
+    curves: Mapping[str, Sequence[float]], threshold: float = STUCK_THRESHOLD, dpi: int = DPI
 ) -> Figure:
     """Per run, the share of training images stuck (wrong class's ``p > threshold``) by epoch."""
     if not curves or not any(len(c) for c in curves.values()):
@@ -265,7 +308,7 @@ def plot_stuck(
         xlabel="epoch",
         ylabel=f"share of images with p > {threshold}",
         ylim=(0, None),
-        title="Training images the model is confidently wrong about",
+        title="Images the model is confidently wrong about",
     )
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.legend(frameon=False)

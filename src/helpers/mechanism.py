@@ -26,6 +26,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
+from helpers.plots import DPI  # importing plots also lets IPython show bare Figures
+
 Floats = NDArray[np.float64]
 
 # dL/dp of the losses that depend on the complementary class's probability alone.
@@ -62,7 +64,7 @@ def plot_gradient_vs_p(
     losses: Sequence[str] = ("article", "scl_nl", "scl_exp"),
     num_classes: int = 3,
     stuck: float = 0.9,
-    dpi: int = 80,
+    dpi: int = DPI,
 ) -> Figure:
     """Gradient length against ``p`` per loss, with the "stuck" region ``p > stuck`` shaded."""
     p = np.linspace(0.0, 0.995, 400)
