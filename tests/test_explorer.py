@@ -218,3 +218,25 @@ def _drive_explorer(sync_api, page_html):
         assert page.text_content("#cam-explorer-caption-image").startswith("#2 true:")
         assert after != start and errors == [] and requests == []
         browser.close()
+
+
+def test_explorer_grid_labels_are_readable_and_mark_right_and_wrong(data):
+    from matplotlib.colors import to_rgba
+
+    from helpers.plots import LABEL_SIZE, RIGHT, WRONG, explorer_grid
+
+    fig = explorer_grid(data, [0, 1, 2], LAYERS)
+    texts = [t for ax in fig.axes for t in (ax.title, ax.yaxis.label, *ax.texts) if t.get_text()]
+    assert texts and min(t.get_fontsize() for t in texts) >= LABEL_SIZE - 1
+    labels = [ax.yaxis.label for ax in fig.axes if ax.yaxis.label.get_text()]
+    assert [t.get_text() for t in labels] == ["airplanes", "watch", "Leopards"]
+    assert all(t.get_rotation() == 0 for t in labels)  # horizontal, not vertical
+    badges = [t for ax in fig.axes for t in ax.texts]
+    assert len(badges) == 2 * 3  # each model's prediction, once per row
+    for badge in badges:
+        right = badge.get_text().startswith("✓")
+        colour = badge.get_bbox_patch().get_facecolor()
+        assert colour == pytest.approx(to_rgba(RIGHT if right else WRONG))
+    assert sum(t.get_text().startswith("✓") for t in badges) == sum(
+        int((data.predicted(m)[:3] == data.labels[:3]).sum()) for m in ("regular", "complementary")
+    )

@@ -124,11 +124,18 @@ def confusion_matrix_plot(
     return fig
 
 
+# Label sizes (points at DPI 72) that stay at least as large as the book's small print when a
+# figure of seven columns is shown at the content width.
+LABEL_SIZE = 11
+RIGHT, WRONG = "#1a7f37", "#cf222e"  # green and red that also read on grey print
+
+
 def cam_grid(
     images: np.ndarray,
     panels: Mapping[str, np.ndarray],
     row_titles: Sequence[str] | None = None,
     cell: float = 1.25,
+    badges: Mapping[str, Sequence[tuple[str, bool]]] | None = None,
 ) -> Figure:
     """The original study's figure: each row an image, then one column per named panel.
 
@@ -140,19 +147,31 @@ def cam_grid(
         Column title -> RGB overlays in [0, 1], shape (N, H, W, 3), e.g.
         ``{"regular / shallow": ..., "complementary / deep": ...}``.
     row_titles
-        One label per row (true label, predictions), shown left of the row.
+        One label per row (e.g. the true class), written horizontally left of the row.
+    badges
+        Column title -> one ``(text, right)`` per row, drawn in the panel's corner in green
+        (``right``) or red: e.g. each model's prediction in its first column.
     """
     n = len(images)
     cols = ["image", *panels]
     fig, axes = _grid(n, len(cols), cell)
     for j, name in enumerate(cols):
-        axes[0, j].set_title(name, fontsize=7)
+        axes[0, j].set_title(name, fontsize=LABEL_SIZE)
         for i in range(n):
             ax = axes[i, j]
             _hide(ax)
             ax.imshow(images[i] if j == 0 else panels[name][i])
             if j == 0 and row_titles is not None:
-                ax.set_ylabel(row_titles[i], fontsize=7)
+                ax.set_ylabel(
+                    row_titles[i], fontsize=LABEL_SIZE, rotation=0, ha="right", va="center"
+                )
+            if badges is not None and name in badges:
+                text, right = badges[name][i]
+                ax.text(
+                    0.03, 0.97, ("✓ " if right else "✗ ") + text, transform=ax.transAxes,
+                    ha="left", va="top", fontsize=LABEL_SIZE - 1, color="white",
+                    bbox={"facecolor": RIGHT if right else WRONG, "pad": 1.5, "lw": 0},
+                )  # fmt: skip
     return fig
 
 
@@ -250,7 +269,8 @@ def explorer_grid(
     """The original study's figure from precomputed maps (:class:`helpers.explorer.ExplorerData`).
 
     One row per image: the image, then the regular model's overlays at ``layers``, then the
-    complementary model's. Row labels give the true class and both predictions.
+    complementary model's. Each row is labelled with its true class; each model's first
+    column carries its prediction, green when right and red when wrong.
     """
     from helpers.gradcam import overlay
 
@@ -259,18 +279,29 @@ def explorer_grid(
     panels: dict[str, list[np.ndarray]] = {}
     for model in ("regular", "complementary"):
         for layer in layers:
-            column = f"{model}\n{layer}"
-            panels[column] = [
+            panels[_column(model, layer)] = [
                 overlay(images[row], data.cams(i, layer, choice, scale, size)[model])
                 for row, i in enumerate(indices)
             ]
     names = data.class_names
-    titles = [
-        f"{names[data.labels[i]]}\nreg: {names[data.predicted('regular')[i]]}\n"
-        f"comp: {names[data.predicted('complementary')[i]]}"
-        for i in indices
-    ]
-    return cam_grid(images, {k: np.stack(v) for k, v in panels.items()}, titles, cell=cell)
+    truth = [names[data.labels[i]] for i in indices]
+    badges = {}
+    for model in ("regular", "complementary"):
+        predicted = data.predicted(model)
+        badges[_column(model, layers[0])] = [
+            (names[predicted[i]], predicted[i] == data.labels[i]) for i in indices
+        ]
+    return cam_grid(
+        images, {k: np.stack(v) for k, v in panels.items()}, truth, cell=cell, badges=badges
+    )
+
+
+def _column(model: str, layer: str) -> str:
+    """A column title: the model, and the depth for the original's three layers."""
+    from helpers.gradcam import DEEP, MIDDLE, SHALLOW
+
+    depth = {SHALLOW: "shallow", MIDDLE: "middle", DEEP: "deep"}.get(layer, layer)
+    return f"{'regular' if model == 'regular' else 'compl.'}\n{depth}"
 
 
 def save_headline(fig: Figure, profile: str, path: str = "_static/headline.png") -> bool:
