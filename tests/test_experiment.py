@@ -162,3 +162,27 @@ def test_load_sweep_never_mixes_precisions_classes_or_overrides(tmp_path):
     arm = load_sweep("laptop", tmp_path, overrides={"image_size": 160})
     assert [r["seed"] for r in arm] == [1]
     assert load_sweep("laptop", tmp_path, classes=("a", "b")) == []
+
+
+def test_select_by_validation_never_looks_at_the_test_set():
+    from helpers.experiment import select_by_validation
+
+    def row(loss, seed, val, test, best=2):
+        history = {"val_pseudo_accuracy": [0.1, val, 0.0], "val_loss": [1.0, 1 - val, 2.0]}
+        return {"loss": loss, "seed": seed, "true_accuracy": test, "best_epoch": best,
+                "history": history}  # fmt: skip
+
+    rows = [
+        row("crossentropy", 0, 0.99, 0.99),
+        row("article", 0, 0.9, 0.5),  # best on validation, worst on test
+        row("article", 1, 0.8, 0.5),
+        row("forward", 0, 0.7, 0.95),
+    ]
+    loss, means = select_by_validation(rows)
+    assert loss == "article" and means == pytest.approx({"article": 0.85, "forward": 0.7})
+    assert select_by_validation(rows, "val_loss")[0] == "article"
+    assert select_by_validation([row("nn", 0, 0.4, 0.4, best=1)])[1] == {"nn": 0.1}
+    with pytest.raises(ValueError, match="has no 'val_pseudo_accuracy' history"):
+        select_by_validation([{"loss": "pc", "seed": 0, "best_epoch": 1}])
+    with pytest.raises(ValueError, match="no complementary runs"):
+        select_by_validation(rows[:1])

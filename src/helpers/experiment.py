@@ -280,6 +280,44 @@ def sweep_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def select_by_validation(
+    rows: Sequence[dict[str, Any]], metric: str = "val_pseudo_accuracy"
+) -> tuple[str, dict[str, float]]:
+    """The complementary loss a reader may call best without looking at the test set.
+
+    Complementary runs have no true validation labels, so the choice rests on what they do
+    have: each run's ``metric`` (``val_pseudo_accuracy``, higher is better, or ``val_loss``,
+    lower is better; not comparable across losses) at its best epoch, averaged over seeds.
+
+    Returns
+    -------
+    (loss, scores)
+        The chosen loss and every complementary loss's mean score.
+
+    Raises
+    ------
+    ValueError
+        Without complementary runs, or for a run recorded without its per-epoch history
+        (runs recorded before it was kept: record them again with scripts/sweep_losses.py).
+    """
+    scores: dict[str, list[float]] = {}
+    for row in rows:
+        if row["loss"] == REFERENCE:
+            continue
+        values = row.get("history", {}).get(metric)
+        if not values:
+            raise ValueError(
+                f"run {row['loss']} seed {row['seed']} has no {metric!r} history: record it "
+                "again with scripts/sweep_losses.py (finished runs are loaded, not retrained)"
+            )
+        scores.setdefault(row["loss"], []).append(float(values[int(row["best_epoch"]) - 1]))
+    if not scores:
+        raise ValueError("no complementary runs to choose from")
+    means = {loss: float(np.mean(v)) for loss, v in scores.items()}
+    pick = min if metric == "val_loss" else max
+    return pick(means, key=means.__getitem__), means
+
+
 def cam_subset(y: np.ndarray, n: int | None) -> np.ndarray:
     """Indices of ``n`` test images for the Grad-CAM chapters, balanced over the classes.
 
