@@ -297,3 +297,54 @@ def layer_bands(
             np.array([e.high for e in est]),
         )
     return out
+
+
+def comparison_design(seeds: Sequence[int]) -> dict[str, list[tuple[str, str]]]:
+    """Which model pairs each comparison averages, for models named ``<kind> s<seed>``.
+
+    ``train_model`` seeds the initial weights with the run's seed, so a regular and a
+    complementary model of the *same* seed start from the same weights. The comparison of
+    the two kinds therefore uses only pairs of different seeds, like its controls; the
+    same-seed pairs are a separate question ("same start, different labels").
+
+    Raises
+    ------
+    ValueError
+        For fewer than two distinct seeds (no cross-seed pair exists).
+    """
+    seeds = list(dict.fromkeys(seeds))
+    if len(seeds) < 2:
+        raise ValueError("the comparison needs models of at least two seeds of each kind")
+    others = [(s, t) for s in seeds for t in seeds if s != t]
+    within = [(s, t) for i, s in enumerate(seeds) for t in seeds[i + 1 :]]
+    return {
+        "regular vs complementary": [(f"regular s{s}", f"complementary s{t}") for s, t in others],
+        "regular vs regular (control)": [(f"regular s{s}", f"regular s{t}") for s, t in within],
+        "complementary vs complementary (control)": [
+            (f"complementary s{s}", f"complementary s{t}") for s, t in within
+        ],
+        "same start, different labels": [(f"regular s{s}", f"complementary s{s}") for s in seeds],
+    }
+
+
+def mean_over_pairs(
+    per_pair: Sequence[Mapping[str, Mapping[str, npt.ArrayLike]]],
+) -> dict[str, dict[str, FloatArray]]:
+    """Image by image, the mean of several pairs' :func:`agreement_by_layer` results.
+
+    Each image keeps one value per comparison, so paired differences between comparisons
+    (:func:`paired_difference`) still pair the same images. A pair whose value is NaN for
+    an image (a constant map) is left out of that image's mean.
+    """
+    if not per_pair:
+        raise ValueError("need at least one pair's agreement")
+    out: dict[str, dict[str, FloatArray]] = {}
+    for layer, metrics in per_pair[0].items():
+        out[layer] = {}
+        for metric in metrics:
+            stack = np.stack([np.asarray(p[layer][metric], dtype=np.float64) for p in per_pair])
+            finite = np.isfinite(stack)
+            total = np.where(finite, stack, 0.0).sum(axis=0)
+            count = finite.sum(axis=0)
+            out[layer][metric] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return out
