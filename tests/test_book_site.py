@@ -506,7 +506,14 @@ def test_result_role_without_results(tmp_path: Path) -> None:
 
 # --- the learner's path: what we learned, exercises, glossary, reading a map --------------------
 
-LEARNING_CHAPTERS = ("01_data", "02_regular", "03_complementary", "04_gradcam", "05_agreement")
+LEARNING_CHAPTERS = (
+    "01_data",
+    "02_regular",
+    "03_complementary",
+    "04_gradcam",
+    "05_agreement",
+    "06_gap",
+)
 GLOSSARY = BOOK / "appendix" / "glossary.md"
 # Terms the chapters rely on (issue 17): each needs a glossary entry.
 REQUIRED_TERMS = {

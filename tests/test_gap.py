@@ -172,7 +172,7 @@ def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
     from helpers.gap import quotable
 
     values = quotable(gather_arms("laptop", store))
-    assert values["gap_baseline"] == "65.0%"
+    assert values["gap_baseline"] == "65.0%" and values["gap_target"] == "91.41%"
     assert values["gap_size160"] == "80.0% (1 seed)" and values["gap_size299"] == "not run yet"
     assert values["gap_regular"] == "95.0% (1 seed)"
     assert values["gap_largest"].startswith("160 px, which closes")

@@ -217,6 +217,7 @@ def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
     found = gap_closed(results)
     by_label = {r.arm.label: r for r in results}
     values = {f"gap_{name}": mean(by_label[label]) for name, label in QUOTED.items()}
+    values["gap_target"] = f"{ORIGINAL['article']:.2%}"
     values["gap_baseline"] = f"{found['baseline']:.1%}"
     values["gap_points"] = f"{found['gap'] * 100:.1f} points"
     article = [r for r in results if r.arm.loss == "article" and r.arm.factor != "baseline"]
