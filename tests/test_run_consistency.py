@@ -1,0 +1,84 @@
+"""The stored chapters tell one story: every model a chapter loads is the run the results
+store recorded (issue 18: chapters 2 and 4 were stored before the sweep retrained their
+models, so their printed runs differ from the sweep's)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers.results import load_results
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+LOADED = re.compile(
+    r"loaded (?P<name>[\w-]+) \(seed (?P<seed>\d+)\) from (?P<profile>\w+)/[^:]+: "
+    r"best epoch (?P<best>\d+) of (?P<epochs>\d+), trained in (?P<wall>\d+)s"
+)
+
+
+def sweep_key(name: str, seed: str) -> str:
+    """``regular`` -> ``crossentropy/seed0``; ``complementary-article`` -> ``article/seed0``."""
+    loss = "crossentropy" if name == "regular" else name.removeprefix("complementary-")
+    return f"{loss}/seed{seed}"
+
+
+def loaded_runs(notebook: Path) -> list[re.Match[str]]:
+    """Every "loaded <run> ..." line a chapter's stored outputs print."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    streams = (
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
+    return [m for text in streams for m in LOADED.finditer(text)]
+
+
+def mismatches(notebook: Path) -> list[str]:
+    """The loaded runs whose epochs, best epoch or wall time differ from the results store."""
+    found = []
+    for m in loaded_runs(notebook):
+        key = sweep_key(m["name"], m["seed"])
+        entry = load_results(m["profile"], BOOK / "results").get("complementary_sweep", {}).get(key)
+        if entry is None:
+            found.append(f"{notebook.name}: {key} is not in the {m['profile']} results store")
+            continue
+        row = entry["value"]
+        stored = (row["best_epoch"], row["epochs"], round(row["wall_time_s"]))
+        printed = (int(m["best"]), int(m["epochs"]), int(m["wall"]))
+        if stored != printed:
+            found.append(f"{notebook.name}: {key} printed {printed}, recorded {stored}")
+    return found
+
+
+def test_the_parser_reads_the_trainers_own_line():
+    line = (
+        "loaded complementary-article (seed 0) from laptop/tensorflow/complementary-article-"
+        "seed0: best epoch 8 of 13, trained in 402s"
+    )
+    (m,) = LOADED.finditer(line)
+    assert (m["name"], m["seed"], m["best"], m["epochs"], m["wall"]) == (
+        "complementary-article", "0", "8", "13", "402"
+    )  # fmt: skip
+    assert sweep_key("regular", "1") == "crossentropy/seed1"
+    assert sweep_key("complementary-scl_nl", "2") == "scl_nl/seed2"
+
+
+def test_chapter_3_loads_the_runs_the_sweep_recorded():
+    assert loaded_runs(BOOK / "03_complementary.ipynb"), "chapter 3 prints the run it loads"
+    assert mismatches(BOOK / "03_complementary.ipynb") == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="chapters 2 and 4 were stored on 2026-11-26, before the sweep of 2026-11-28 retrained "
+    "their models; regenerate chapters 2-5 from one set of runs (issue 18 §4), then drop this mark",
+)
+def test_every_stored_chapter_loads_the_recorded_runs():
+    chapters = sorted(BOOK.glob("0[2-6]_*.ipynb"))
+    problems = [problem for chapter in chapters for problem in mismatches(chapter)]
+    assert problems == []
