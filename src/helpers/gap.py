@@ -50,7 +50,6 @@ ARMS: tuple[Arm, ...] = (
     Arm("learning rate 1e-4", "(b) learning rate", overrides={"learning_rate": 1e-4}),
     Arm("patience 15", "(c) patience", overrides={"patience": 15}),
     Arm("stopping on the test set", "(d) early stopping", overrides={"stop_on": "test"}),
-    Arm("4 outputs for 3 classes", "(f) output head", overrides={"extra_outputs": 1}),
     Arm(
         "original recipe (299 px, 1e-5, test stop)",
         "(e) original recipe",
@@ -62,6 +61,7 @@ ARMS: tuple[Arm, ...] = (
             "max_epochs": 200,
         },
     ),
+    Arm("4 outputs for 3 classes", "(f) output head", overrides={"extra_outputs": 1}),
     Arm("regular, 96 px", "control", "crossentropy"),
     Arm("regular, 160 px", "control", "crossentropy", {"image_size": 160}),
     Arm("regular, 299 px", "control", "crossentropy", {"image_size": 299}),
