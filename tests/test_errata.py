@@ -18,6 +18,7 @@ def test_a_second_division_changes_what_the_model_sees():
     effect = input_scaling_effect(model, images, ["act1", "act2"], labels)
     assert set(effect.map_agreement) == {"act1", "act2"}
     assert 0.0 <= effect.same_prediction <= 1.0
+    assert effect.accuracy is not None
     once, twice = effect.accuracy
     assert 0 <= once <= 1 and 0 <= twice <= 1
     # Scaled twice, every input is nearly zero: the model answers about the same for all.

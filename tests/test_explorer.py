@@ -227,7 +227,7 @@ def test_explorer_grid_labels_are_readable_and_mark_right_and_wrong(data):
 
     fig = explorer_grid(data, [0, 1, 2], LAYERS)
     texts = [t for ax in fig.axes for t in (ax.title, ax.yaxis.label, *ax.texts) if t.get_text()]
-    assert texts and min(t.get_fontsize() for t in texts) >= LABEL_SIZE - 1
+    assert texts and min(float(t.get_fontsize()) for t in texts) >= LABEL_SIZE - 1
     labels = [ax.yaxis.label for ax in fig.axes if ax.yaxis.label.get_text()]
     assert [t.get_text() for t in labels] == ["airplanes", "watch", "Leopards"]
     assert all(t.get_rotation() == 0 for t in labels)  # horizontal, not vertical
