@@ -182,3 +182,24 @@ def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
     assert quotable(gather_arms("laptop", lone))["gap_largest"] == "none has run yet"
     _store(lone, "article/seed0/patience15", "article", 0, 0.5, {"patience": 15})
     assert quotable(gather_arms("laptop", lone))["gap_largest"].startswith("none moves it closer")
+
+
+def test_a_head_with_an_extra_output_is_also_scored_on_the_real_classes(monkeypatch):
+    import helpers.training
+    from helpers.experiment import Experiment, score_run
+
+    class Data:
+        class_names = ("a", "b", "c")
+        x_test = np.zeros((4, 2, 2, 3), np.uint8)
+        y_test = np.array([0, 1, 2, 0])
+
+    scores = np.array(
+        [[0.3, 0.1, 0.1, 0.5], [0.1, 0.3, 0.1, 0.5], [0.3, 0.1, 0.2, 0.4], [0.5, 0.2, 0.2, 0.1]]
+    )
+    monkeypatch.setattr(helpers.training, "predict_proba", lambda model, x, batch_size: scores)
+    exp = Experiment(Data(), np.arange(0), np.arange(0), np.array([1, 2, 0, 1]))
+    row = score_run(exp, model=None)
+    assert row["true_accuracy"] == 0.25  # the extra output wins three images
+    assert row["true_accuracy_real_classes"] == 0.75 and row["extra_output_share"] == 0.75
+    monkeypatch.setattr(helpers.training, "predict_proba", lambda m, x, batch_size: scores[:, :3])
+    assert "true_accuracy_real_classes" not in score_run(exp, model=None)

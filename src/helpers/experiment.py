@@ -139,18 +139,28 @@ def train_run(
 
 
 def score_run(exp: Experiment, model: Any, batch_size: int = 32) -> dict[str, Any]:
-    """True and pseudo test accuracy of ``model``, and the pseudo accuracy theory predicts."""
+    """True and pseudo test accuracy of ``model``, and the pseudo accuracy theory predicts.
+
+    A model with outputs beyond the classes (``Profile.extra_outputs``) is scored as it
+    predicts, extra outputs included, and also on the real classes alone
+    (``true_accuracy_real_classes``): how much it learned, if its extra output wins.
+    """
     from helpers.training import predict_proba
 
     ds = exp.dataset
     scores = predict_proba(model, ds.x_test, batch_size=batch_size)
     accuracy = true_accuracy(scores, ds.y_test)
-    return {
+    result = {
         "true_accuracy": accuracy,
         "pseudo_accuracy": pseudo_accuracy(scores, exp.ybar_test),
         "expected_pseudo_accuracy": expected_pseudo_accuracy(accuracy, exp.num_classes),
         "probabilities": scores,
     }
+    if scores.shape[1] > exp.num_classes:
+        real = scores[:, : exp.num_classes]
+        result["true_accuracy_real_classes"] = true_accuracy(real, ds.y_test)
+        result["extra_output_share"] = float((scores.argmax(axis=1) >= exp.num_classes).mean())
+    return result
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
