@@ -62,23 +62,19 @@ def input_scaling_effect(
         preprocess = default_preprocess
     x = preprocess(images_uint8)
     right = grad_cam(model, x, layers, upsample_maps=False)
-    chosen = np.asarray(right.class_index)
-    again = grad_cam(model, x / np.float32(SECOND_SCALE), layers, class_index=chosen,
-                     upsample_maps=False)  # fmt: skip
-    predicted = {
-        name: np.asarray(result.logits).argmax(axis=1) for name, result in (("once", right),
-                                                                            ("twice", again))
-    }  # fmt: skip
+    again = grad_cam(model, x / np.float32(SECOND_SCALE), layers,
+                     class_index=np.asarray(right.class_index), upsample_maps=False)  # fmt: skip
+    once, twice = (np.asarray(r.logits).argmax(axis=1) for r in (right, again))
     accuracy = None
     if labels is not None:
         y = np.asarray(labels)
-        accuracy = (float((predicted["once"] == y).mean()), float((predicted["twice"] == y).mean()))
+        accuracy = (float((once == y).mean()), float((twice == y).mean()))
     agreement = {}
     for layer in right.layers:
         values = rank_correlation(right.map(layer), again.map(layer))
         agreement[layer] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
     return ScalingEffect(
-        same_prediction=float((predicted["once"] == predicted["twice"]).mean()),
+        same_prediction=float((once == twice).mean()),
         accuracy=accuracy,
         map_agreement=agreement,
     )

@@ -9,7 +9,6 @@ their settings, never by hand-typed numbers, and says how much of the gap each a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from matplotlib.figure import Figure
 from helpers.complementary import STUCK_THRESHOLD
 from helpers.experiment import SWEEP_CHAPTER
 from helpers.plots import DPI  # importing plots also lets IPython show bare Figures
-from helpers.profiles import get_profile, override_profile
+from helpers.profiles import get_profile, override_profile, override_tag
 from helpers.results import load_results
 
 # The original study's test accuracies (one run each, 299 px, three classes).
@@ -76,7 +75,6 @@ class ArmResult:
     seeds: tuple[int, ...]
     accuracies: tuple[float, ...]
     epochs: tuple[int, ...]
-    wall_time_s: tuple[float, ...] = ()
 
     @property
     def n(self) -> int:
@@ -96,11 +94,15 @@ class ArmResult:
         return float(np.std(self.accuracies, ddof=1)) if self.n > 1 else 0.0
 
 
-def _canonical(profile: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Overrides as the results store records them (typed, defaults dropped)."""
-    base = get_profile(profile)
-    typed = override_profile(base, overrides).extra.get("overrides", {})
-    return {k: v for k, v in typed.items() if getattr(base, k) != v}
+def _tag(profile: str, overrides: Mapping[str, Any]) -> str:
+    """The overrides' run-name tag (typed, defaults dropped), so equal settings compare equal."""
+    return override_tag(override_profile(get_profile(profile), overrides))
+
+
+def _sweep_entries(profile: str, directory: Path | str | None) -> dict[str, Any]:
+    """The recorded runs (``<loss>/seed<k>[/...]`` keys; per-loss summaries left out)."""
+    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
+    return {key: entry for key, entry in sorted(entries.items()) if "/seed" in key}
 
 
 def gather_arms(
@@ -114,18 +116,17 @@ def gather_arms(
     A run belongs to an arm when its loss, its precision, the default classes and its
     overridden profile fields all match; the results folder must hold runs of one machine.
     """
-    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
-    rows = [e["value"] for key, e in sorted(entries.items()) if "/seed" in key]
+    rows = [entry["value"] for entry in _sweep_entries(profile, directory).values()]
     results = []
     for arm in arms:
-        wanted = _canonical(profile, arm.overrides)
+        wanted = _tag(profile, arm.overrides)
         mine = sorted(
             (
                 r
                 for r in rows
                 if r["loss"] == arm.loss
                 and r.get("precision", "float32") == precision
-                and _canonical(profile, r.get("overrides", {})) == wanted
+                and _tag(profile, r.get("overrides", {})) == wanted
                 and len(r.get("classes", [0, 0, 0])) == 3
             ),
             key=lambda r: r["seed"],
@@ -136,7 +137,6 @@ def gather_arms(
                 tuple(int(r["seed"]) for r in mine),
                 tuple(float(r["true_accuracy"]) for r in mine),
                 tuple(int(r["epochs"]) for r in mine),
-                tuple(float(r.get("wall_time_s", math.nan)) for r in mine),
             )
         )
     return results
@@ -151,8 +151,7 @@ def missing_runs(
 
 def recorded_devices(profile: str = "laptop", directory: Path | str | None = None) -> list[str]:
     """The devices the recorded runs ran on (one, when the folder holds one machine's runs)."""
-    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
-    return sorted({str(e.get("device")) for key, e in entries.items() if "/seed" in key})
+    return sorted({str(e.get("device")) for e in _sweep_entries(profile, directory).values()})
 
 
 def format_ablation(results: Sequence[ArmResult]) -> str:
@@ -284,8 +283,7 @@ def recorded_curve(
     KeyError
         For a run that is not recorded, or was recorded without that metric's history.
     """
-    entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
-    history = entries.get(key, {}).get("value", {}).get("history", {})
+    history = _sweep_entries(profile, directory).get(key, {}).get("value", {}).get("history", {})
     if metric not in history:
         raise KeyError(
             f"No {metric!r} history for run {key!r} in the {profile} results: run it with "
