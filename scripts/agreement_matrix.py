@@ -21,10 +21,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-
 from helpers.data import preprocess
-from helpers.diagnostics import map_health, pairwise_agreement, plot_agreement_matrices
+from helpers.diagnostics import (
+    depth_bands,
+    health_table,
+    matrix_table,
+    pairwise_agreement,
+    plot_agreement_matrices,
+)
 from helpers.experiment import cam_subset, prepare_experiment, train_run
 from helpers.gradcam import grad_cam, residual_stages
 from helpers.profiles import get_profile
@@ -45,16 +49,6 @@ def parse_model(text: str) -> tuple[str, int]:
     if not sep or not seed.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: write a model as LOSS:SEED, e.g. article:1")
     return loss, int(seed)
-
-
-def bands(layers: Sequence[str]) -> dict[str, list[str]]:
-    """The 13 residual stages in three bands of consecutive layers (shallow, middle, deep)."""
-    third = len(layers) // 3
-    return {
-        "shallow": list(layers[:third]),
-        "middle": list(layers[third : 2 * third]),
-        "deep": list(layers[2 * third :]),
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,24 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         maps[name] = {layer: cams.map(layer) for layer in layers}
     print(f"{len(idx)} test images, profile {profile.name}; maps of the true class\n")
     matrices = {}
-    for band, members in bands(layers).items():
+    for band, members in depth_bands(layers).items():
         print(f"== {band}: {members[0]} ... {members[-1]}")
-        print(f"{'model':<16}{'all zero':>10}{'constant':>10}{'above half':>12}{'entropy':>9}")
-        for name, per_layer in maps.items():
-            health = [map_health(per_layer[layer]) for layer in members]
-            print(
-                f"{name:<16}{np.mean([h.zero for h in health]):>10.1%}"
-                f"{np.mean([h.constant for h in health]):>10.1%}"
-                f"{np.nanmean([h.above_half for h in health]):>12.2f}"
-                f"{np.nanmean([h.entropy for h in health]):>9.2f}"
-            )
+        print(health_table(maps, members))
         names, matrix = pairwise_agreement(maps, members)
         matrices[band] = matrix
         print("\nmean rank correlation")
-        print(" " * 16 + "".join(f"{n:>14}" for n in names))
-        for name, row in zip(names, matrix, strict=True):
-            print(f"{name:<16}" + "".join(f"{v:>14.2f}" for v in row))
-        print()
+        print(matrix_table(names, matrix), end="\n\n")
     if args.figure:
         plot_agreement_matrices(list(maps), matrices).savefig(args.figure)
         print(f"figure: {args.figure}")

@@ -219,39 +219,3 @@ def test_mean_ci_can_clip_to_the_range_of_an_accuracy():
     free = mean_ci([0.93, 0.97])
     clipped = mean_ci([0.93, 0.97], bounds=(0.0, 1.0))
     assert free.high > 1.0 and clipped.high == 1.0 and clipped.low == free.low
-
-
-def test_comparison_design_pairs_the_kinds_across_seeds_only():
-    from helpers.agreement import comparison_design
-
-    design = comparison_design([0, 1])
-    assert design["regular vs complementary"] == [
-        ("regular s0", "complementary s1"),
-        ("regular s1", "complementary s0"),
-    ]
-    assert design["regular vs regular (control)"] == [("regular s0", "regular s1")]
-    assert design["same start, different labels"] == [
-        ("regular s0", "complementary s0"),
-        ("regular s1", "complementary s1"),
-    ]
-    three = comparison_design([0, 1, 2])
-    assert len(three["regular vs complementary"]) == 6
-    assert len(three["complementary vs complementary (control)"]) == 3
-    for a, b in three["regular vs complementary"]:
-        assert a[-1] != b[-1]
-    with pytest.raises(ValueError, match="at least two seeds"):
-        comparison_design([0, 0])
-
-
-def test_mean_over_pairs_keeps_one_value_per_image():
-    from helpers.agreement import mean_over_pairs
-
-    a = {"l": {"spearman": np.array([0.2, np.nan, 0.5]), "iou": np.array([0.1, 0.2, 0.3])}}
-    b = {"l": {"spearman": np.array([0.4, 0.6, np.nan]), "iou": np.array([0.3, 0.2, 0.1])}}
-    c = {"l": {"spearman": np.array([np.nan, np.nan, np.nan]), "iou": np.zeros(3)}}
-    out = mean_over_pairs([a, b, c])
-    np.testing.assert_allclose(out["l"]["spearman"], [0.3, 0.6, 0.5])
-    np.testing.assert_allclose(out["l"]["iou"], [0.4 / 3, 0.4 / 3, 0.4 / 3])
-    assert np.isnan(mean_over_pairs([c])["l"]["spearman"]).all()
-    with pytest.raises(ValueError, match="at least one pair"):
-        mean_over_pairs([])

@@ -23,13 +23,6 @@ def test_models_are_written_loss_colon_seed():
         script.parse_model("article")
 
 
-def test_bands_split_the_thirteen_stages_in_order():
-    layers = [f"l{i}" for i in range(13)]
-    found = script.bands(layers)
-    assert [len(v) for v in found.values()] == [4, 4, 5]
-    assert sum(found.values(), []) == layers
-
-
 def test_the_matrix_of_two_untrained_models(monkeypatch, capsys, tmp_path):
     from helpers.xception import build_xception
 

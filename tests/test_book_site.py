@@ -221,6 +221,59 @@ def test_badge_and_install_line_use_the_configured_repository(notebook: Path) ->
     assert "start_run(" in first_code
 
 
+def image_cells(notebook: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Index and cell of every code cell whose stored outputs show an image.
+
+    Glued images are not shown by their cell (myst-nb stores them under
+    ``application/papermill.record/...``); a ``{glue:figure}`` gives them their caption.
+    """
+    cells = check_notebooks.load(notebook)["cells"]
+    return [
+        (index, cell)
+        for index, cell in enumerate(cells)
+        if cell["cell_type"] == "code"
+        and any(
+            mime.startswith("image/")
+            for output in cell.get("outputs", [])
+            if output.get("output_type") in {"display_data", "execute_result"}
+            for mime in output.get("data", {})
+        )
+    ]
+
+
+def figure_options(cell: dict[str, Any]) -> dict[str, Any]:
+    """The cell's myst-nb figure options (``metadata.mystnb.figure``), empty when it has none."""
+    figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+    return figure if isinstance(figure, dict) else {}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_has_a_caption(notebook: Path) -> None:
+    # myst-nb wraps a cell's image outputs in a numbered figure with this caption: the
+    # caption says what the figure is and what to look at (issue: captions on every figure).
+    missing = [
+        f"cell {index} ({cell.get('id', 'no id')})"
+        for index, cell in image_cells(notebook)
+        if not str(figure_options(cell).get("caption", "")).strip()
+    ]
+    assert not missing, (
+        f"{notebook.name}: figures without a caption in {missing}: set the cell's metadata "
+        '{"mystnb": {"figure": {"caption": "...", "name": "fig-..."}}}'
+    )
+
+
+def test_figure_caption_names_are_unique_across_the_book() -> None:
+    # A figure's name is a Sphinx label, shared by the whole book.
+    where: dict[str, list[str]] = {}
+    for notebook in NOTEBOOKS:
+        for index, cell in image_cells(notebook):
+            name = figure_options(cell).get("name")
+            if name:
+                where.setdefault(str(name).lower(), []).append(f"{notebook.name} cell {index}")
+    shared = {name: cells for name, cells in where.items() if len(cells) > 1}
+    assert not shared, f"figure names used more than once: {shared}"
+
+
 def test_no_nbval_test_is_collected_from_the_build(tmp_path: Path) -> None:
     # A copy of the pytest configuration with a chapter and a built copy of it under _build.
     for name in ("pyproject.toml", "conftest.py"):

@@ -68,3 +68,36 @@ def test_plot_agreement_matrices_draws_one_heatmap_per_band():
     fig = plot_agreement_matrices(["a", "b"], {"shallow": m, "deep": m})
     assert [ax.get_title() for ax in fig.axes[:2]] == ["shallow", "deep"]
     assert len(fig.axes) == 3  # two heatmaps and the colour bar
+
+
+def test_depth_bands_split_the_thirteen_stages_in_order():
+    from helpers.diagnostics import depth_bands
+
+    layers = [f"l{i}" for i in range(13)]
+    found = depth_bands(layers)
+    assert list(found) == ["shallow", "middle", "deep"]
+    assert [len(v) for v in found.values()] == [4, 4, 5]
+    assert sum(found.values(), []) == layers
+    with pytest.raises(ValueError, match="at least 3 layers"):
+        depth_bands(["a", "b"])
+
+
+def test_health_table_averages_the_band_per_model():
+    from helpers.diagnostics import health_table
+
+    hot = np.zeros((2, 4, 4))
+    hot[:, 0, 0] = 1.0
+    maps = {"dead": {"a": np.zeros((2, 4, 4)), "b": hot}, "alive": {"a": hot, "b": hot}}
+    head, dead, alive = health_table(maps, ["a", "b"]).splitlines()
+    assert head.split() == ["model", "all", "zero", "constant", "above", "half", "entropy"]
+    assert dead.split() == ["dead", "50.0%", "50.0%", "0.06", "0.00"]  # spread from layer b only
+    assert alive.split() == ["alive", "0.0%", "0.0%", "0.06", "0.00"]
+
+
+def test_matrix_table_writes_every_pair():
+    from helpers.diagnostics import matrix_table
+
+    lines = matrix_table(["regular s0", "article s1"], [[1.0, 0.25], [0.25, 1.0]]).splitlines()
+    assert lines[0].split() == ["regular", "s0", "article", "s1"]
+    assert lines[1].split() == ["regular", "s0", "1.00", "0.25"]
+    assert lines[2].split()[-2:] == ["0.25", "1.00"]

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from helpers.agreement import bootstrap_ci
 from helpers.faithfulness import (
     Curve,
+    LayerFaithfulness,
     auc,
+    beats_random,
     deletion_curve,
+    faithfulness_by_layer,
+    faithfulness_table,
     insertion_curve,
     pixel_ranks,
     random_saliency,
@@ -154,3 +159,136 @@ def test_bad_input_is_refused_with_a_clear_message():
         deletion_curve(linear_model, x, np.zeros((2, H, W)), 2)
     with pytest.raises(ValueError, match="must match fractions"):
         auc([0, 1], [[1, 2, 3]])
+
+
+# ----------------------------------------------------------------- by layer, against random
+
+
+def keras_model(size=32):
+    """Tiny softmax classifier with two named conv layers (shallow, deep); fixed weights."""
+    import keras
+
+    inp = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="shallow")(inp)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="deep")(x)
+    logits = keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, keras.layers.Activation("softmax", name="predictions")(logits))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def test_faithfulness_by_layer_uses_one_pass_and_the_predicted_class():
+    from helpers.gradcam import grad_cam
+
+    model = keras_model()
+    x = np.random.default_rng(1).uniform(-1, 1, size=(4, 32, 32, 3)).astype(np.float32)
+    out = faithfulness_by_layer(model, x, ["deep", "shallow"], steps=4, seed=3, batch_size=8)
+    assert list(out) == ["deep", "shallow"]  # the order asked for
+    probs = model.predict(x, verbose=0)
+    cam = grad_cam(model, x, ["deep", "shallow"])
+
+    def predict(batch):
+        return model.predict(batch, verbose=0)
+
+    for layer, r in out.items():
+        for curve in (r.deletion, r.insertion, r.random_deletion, r.random_insertion):
+            assert curve.fractions.shape == (5,) and curve.scores.shape == (4, 5)
+            assert curve.auc.shape == (4,)
+        # Deletion starts, and insertion ends, on the intact image: the predicted class's prob.
+        for curve in (r.deletion, r.random_deletion):
+            np.testing.assert_allclose(curve.scores[:, 0], probs.max(axis=1), rtol=1e-5)
+        for curve in (r.insertion, r.random_insertion):
+            np.testing.assert_allclose(curve.scores[:, -1], probs.max(axis=1), rtol=1e-5)
+        # The layer's own map, deletion to grey and insertion from a blur (chapter 5's choices).
+        sal = cam.map(layer)
+        want_del = deletion_curve(predict, x, sal, cam.predicted, steps=4, seed=3)
+        want_ins = insertion_curve(predict, x, sal, cam.predicted, steps=4, seed=3)
+        np.testing.assert_allclose(r.deletion.scores, want_del.scores, rtol=1e-5)
+        np.testing.assert_allclose(r.insertion.scores, want_ins.scores, rtol=1e-5)
+        rand = random_saliency((4, 32, 32), seed=3)
+        want_rand = deletion_curve(predict, x, rand, cam.predicted, steps=4, seed=3)
+        np.testing.assert_allclose(r.random_deletion.scores, want_rand.scores, rtol=1e-5)
+    # The two layers' maps differ, so their curves do; the random baseline is the same.
+    assert not np.allclose(out["deep"].deletion.scores, out["shallow"].deletion.scores)
+    assert out["deep"].random_insertion is out["shallow"].random_insertion
+
+
+def test_faithfulness_by_layer_refuses_bad_input():
+    model = keras_model()
+    x = np.zeros((2, 32, 32, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\).*x\[None\]"):
+        faithfulness_by_layer(model, x[0], ["deep"])
+    with pytest.raises(ValueError, match="at least one layer"):
+        faithfulness_by_layer(model, x, [])
+    with pytest.raises(ValueError, match=r"cannot use layer\(s\) \['block14'\].*shallow, deep"):
+        faithfulness_by_layer(model, x, ["deep", "block14"])
+    with pytest.raises(ValueError, match="steps and batch_size must be >= 1"):
+        faithfulness_by_layer(model, x, ["deep"], steps=0)
+
+
+def region_result(saliency, n=8, steps=16):
+    """Curves on the toy model that only looks at the top two rows, random map as baseline."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.6, 1.0, size=(n, H, W, 3)).astype(np.float32)
+    rand = random_saliency((n, H, W), seed=1)
+
+    def curves(sal):
+        return (
+            deletion_curve(sigmoid_model, x, sal, 1, steps=steps),
+            insertion_curve(sigmoid_model, x, sal, 1, steps=steps),
+        )
+
+    return LayerFaithfulness(*curves(saliency), *curves(rand))
+
+
+def test_a_map_ranking_the_true_region_first_beats_random():
+    good = beats_random(region_result(true_saliency(8)))
+    assert good.n == 8 and good.high < 0
+    # Ranking the region last is worse than random: the interval lies above 0.
+    bad = beats_random(region_result(1 - true_saliency(8)))
+    assert bad.low > 0
+
+
+def test_beats_random_is_the_paired_bootstrap_of_the_auc_difference():
+    fr = np.array([0.0, 1.0])
+    # Per-image AUCs: map (0.1, 0.3, 0.2), random (0.5, 0.4, 0.6); differences -0.4, -0.1, -0.4.
+    r = LayerFaithfulness(
+        deletion=Curve(fr, np.array([[0.2, 0.0], [0.6, 0.0], [0.4, 0.0]])),
+        insertion=Curve(fr, np.zeros((3, 2))),
+        random_deletion=Curve(fr, np.array([[1.0, 0.0], [0.8, 0.0], [1.2, 0.0]])),
+        random_insertion=Curve(fr, np.zeros((3, 2))),
+    )
+    est = beats_random(r, n_boot=500, ci=0.9, seed=7)
+    assert est.mean == pytest.approx(-0.3)
+    ref = bootstrap_ci([-0.4, -0.1, -0.4], 500, 0.9, 7)
+    np.testing.assert_allclose(tuple(est), tuple(ref))
+    assert (est.n, est.ci) == (3, 0.9) and est.high < 0
+    with pytest.raises(ValueError, match="same images and steps"):
+        beats_random(
+            LayerFaithfulness(r.deletion, r.insertion, Curve(fr, np.zeros((2, 2))), r.insertion)
+        )
+
+
+def test_faithfulness_table_one_aligned_row_per_model_and_layer():
+    good, bad = region_result(true_saliency(8)), region_result(1 - true_saliency(8))
+    table = faithfulness_table({"regular": {"deep": good, "middle": bad}, "comp": {"deep": bad}})
+    lines = table.splitlines()
+    assert len(lines) == 1 + 3
+    header, *rows = lines
+    assert "deletion AUC" in header and "insertion AUC" in header and "beats random" in header
+    col = header.index("beats random")
+    verdict = {tuple(row.split()[:2]): row[col:].split()[0] for row in rows}
+    assert verdict == {
+        ("regular", "deep"): "yes",
+        ("regular", "middle"): "no",
+        ("comp", "deep"): "no",
+    }
+    # Aligned: every row's beats-random cell starts at the header's column.
+    assert all(row[col - 2 : col] == "  " and row[col] in "yn" for row in rows)
+    d = bootstrap_ci(good.deletion.auc)
+    assert f"{d.mean:.2f} [{d.low:.2f}, {d.high:.2f}]" in rows[0]
+    ins = bootstrap_ci(good.random_insertion.auc)
+    assert rows[0].endswith(f"{ins.mean:.2f} [{ins.low:.2f}, {ins.high:.2f}]")
+    with pytest.raises(ValueError, match="no \\(model, layer\\) pair"):
+        faithfulness_table({"regular": {}})

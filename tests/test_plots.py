@@ -35,3 +35,28 @@ def test_as_jpeg_is_a_small_jpeg():
     fig = plots.image_grid([np.random.default_rng(0).uniform(size=(32, 32, 3))] * 4)
     image = plots.as_jpeg(fig)
     assert image.format == "jpeg" and image.data[:2] == b"\xff\xd8"
+
+
+def test_randomization_plot_draws_a_panel_per_model_and_the_reference_lines():
+    steps = ["trained", "logits", "block14"]
+    curves = {m: {"l1": np.array([1.0, 0.8, 0.2]), "l2": np.array([1.0, 0.9, 0.5])} for m in "ab"}
+    fig = plots.randomization_plot(steps, curves, reference={"l1": 0.4})
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 3  # two curves and one dashed reference (l2 has none)
+    assert [line.get_linestyle() for line in lines].count("--") == 1
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == steps
+
+
+def test_faithfulness_plot_draws_map_and_random_per_model_and_layer():
+    from helpers.faithfulness import Curve, LayerFaithfulness
+
+    fr = np.linspace(0, 1, 5)
+    c = Curve(fr, np.tile(np.linspace(1, 0, 5), (3, 1)))
+    found = LayerFaithfulness(c, c, c, c)
+    fig = plots.faithfulness_plot(
+        {"regular": {"deep": found, "middle": found}, "x": {"deep": found, "middle": found}}
+    )
+    assert [ax.get_title() for ax in fig.axes] == ["deep", "middle"]
+    assert len(fig.axes[0].get_lines()) == 4  # each model's map and its random order
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), np.linspace(1, 0, 5))

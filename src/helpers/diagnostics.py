@@ -9,6 +9,7 @@ chosen pairs) shows whether one model is the odd one out.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -113,6 +114,47 @@ def pairwise_agreement(
             )
             out[i, j] = out[j, i] = np.nanmean(values) if np.isfinite(values).any() else np.nan
     return names, out
+
+
+def depth_bands(layers: Sequence[str]) -> dict[str, list[str]]:
+    """Consecutive layers in three bands: ``shallow``, ``middle`` and ``deep`` (the rest).
+
+    For Xception's 13 residual stages: ``block2``-``block5``, ``block6``-``block9`` and
+    ``block10`` to the last separable convolution.
+    """
+    if len(layers) < 3:
+        raise ValueError(f"need at least 3 layers for three bands, got {len(layers)}")
+    third = len(layers) // 3
+    return {
+        "shallow": list(layers[:third]),
+        "middle": list(layers[third : 2 * third]),
+        "deep": list(layers[2 * third :]),
+    }
+
+
+def health_table(maps: Mapping[str, Mapping[str, npt.ArrayLike]], layers: Sequence[str]) -> str:
+    """:func:`map_health` of every model, averaged over ``layers`` (one band), as text.
+
+    Spread (above half, entropy) averages the layers where some map is not constant.
+    """
+    lines = [f"{'model':<14}{'all zero':>10}{'constant':>10}{'above half':>12}{'entropy':>9}"]
+    for name, per_layer in maps.items():
+        h = np.array([dataclasses.astuple(map_health(per_layer[layer])) for layer in layers])
+        spread = h[:, 2:][np.isfinite(h[:, 2:]).all(axis=1)]
+        above, entropy = spread.mean(axis=0) if len(spread) else (np.nan, np.nan)
+        zero, constant = h[:, :2].mean(axis=0)
+        lines.append(f"{name:<14}{zero:>10.1%}{constant:>10.1%}{above:>12.2f}{entropy:>9.2f}")
+    return "\n".join(lines)
+
+
+def matrix_table(names: Sequence[str], matrix: npt.ArrayLike) -> str:
+    """A :func:`pairwise_agreement` matrix as aligned text, models as rows and columns."""
+    values = np.asarray(matrix, dtype=np.float64)
+    width = max(14, *(len(n) + 2 for n in names))
+    lines = [" " * width + "".join(f"{n:>{width}}" for n in names)]
+    for name, row in zip(names, values, strict=True):
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}.2f}" for v in row))
+    return "\n".join(lines)
 
 
 def plot_agreement_matrices(

@@ -222,6 +222,61 @@ def curves_plot(
     return fig
 
 
+def randomization_plot(
+    steps: Sequence[str],
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    reference: Mapping[str, float] | None = None,
+) -> Figure:
+    """One panel per model (``{model: {layer: correlation per step}}``), layers as lines.
+
+    ``reference`` (``{layer: value}``) draws a dashed line per layer in the same colour: how
+    far a map may fall before it says no more about the trained weights than, e.g., the map
+    of a second model trained with another seed.
+    """
+    fig = Figure(figsize=(3.4 * len(curves) + 0.4, 2.9), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(curves), sharey=True, squeeze=False)[0]
+    x = np.arange(len(steps))
+    for ax, (model, per_layer) in zip(axes, curves.items(), strict=True):
+        for layer, ys in per_layer.items():
+            (line,) = ax.plot(x, ys, marker="o", ms=3, label=layer)
+            if reference is not None and layer in reference:
+                ax.axhline(reference[layer], ls="--", lw=1, color=line.get_color())
+        ax.set_xticks(x, steps, rotation=70, fontsize=7)
+        ax.set_title(model, fontsize=LABEL_SIZE - 1)
+        ax.set_xlabel("randomised down to")
+    axes[0].set_ylabel("rank correlation with trained maps")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def faithfulness_plot(results: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """Mean deletion curves, one panel per layer: each model's map against its random order.
+
+    ``results`` is ``{model: {layer: helpers.faithfulness.LayerFaithfulness}}``.
+    """
+    layers = list(next(iter(results.values())))
+    fig = Figure(figsize=(2.6 * len(layers) + 0.6, 2.7), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(layers), sharey=True, squeeze=False)[0]
+    for ax, layer in zip(axes, layers, strict=True):
+        for model, per_layer in results.items():
+            found = per_layer[layer]
+            (line,) = ax.plot(
+                found.deletion.fractions, found.deletion.scores.mean(axis=0), label=model
+            )
+            ax.plot(
+                found.random_deletion.fractions,
+                found.random_deletion.scores.mean(axis=0),
+                ls=":",
+                color=line.get_color(),
+                label=f"{model}, random order",
+            )
+        ax.set_title(layer, fontsize=LABEL_SIZE - 1)
+        ax.set_xlabel("fraction of pixels removed")
+    axes[0].set_ylabel("class probability")
+    axes[-1].legend(fontsize=7)
+    return fig
+
+
 def loss_shapes(num_classes: int = 3, points: int = 200) -> Figure:
     """Each per-image complementary loss as a function of the complementary probability.
 
