@@ -241,6 +241,13 @@ def format_mean_ci(estimate: Estimate, digits: int = 2, *, percent: bool = False
     )
 
 
+def format_interval(estimate: Estimate, digits: int = 2) -> str:
+    """``"0.63 [0.58, 0.68]"``, the compact cell of a table; one value has no interval."""
+    if math.isnan(estimate.low):
+        return f"{estimate.mean:.{digits}f} [n={estimate.n}]"
+    return f"{estimate.mean:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
+
+
 def summarize_by_layer(
     per_image: Mapping[str, Mapping[str, npt.ArrayLike]],
     n_boot: int = 2000,

@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from helpers.agreement import Estimate, agreement_by_layer
+from helpers.agreement import Estimate, FloatArray, agreement_by_layer, format_interval
 
-FloatArray = npt.NDArray[np.float64]
 PerImage = dict[str, dict[str, FloatArray]]
 
 
@@ -131,6 +130,6 @@ def agreement_table(
         for layer in layers.values():
             est = summary[layer][metric]
             n = f" n={est.n}" if est.n_dropped else ""
-            cells.append(f"{est.mean:.2f} [{est.low:.2f}, {est.high:.2f}]{n}".rjust(24))
+            cells.append(f"{format_interval(est)}{n}".rjust(24))
         lines.append(f"{label:<{width}}" + "".join(cells))
     return "\n".join(lines)

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import integrate, ndimage
 
-from helpers.agreement import Estimate, bootstrap_ci
+from helpers.agreement import Estimate, bootstrap_ci, format_interval
 
 if TYPE_CHECKING:  # keras is only needed by faithfulness_by_layer; importing it is slow
     import keras
@@ -309,13 +309,6 @@ def beats_random(
     return bootstrap_ci(result.deletion.auc - result.random_deletion.auc, n_boot, ci, seed)
 
 
-def _compact(estimate: Estimate, digits: int = 2) -> str:
-    """``"0.63 [0.58, 0.68]"``; a single image has no interval."""
-    if np.isnan(estimate.low):
-        return f"{estimate.mean:.{digits}f} [n={estimate.n}]"
-    return f"{estimate.mean:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
-
-
 def faithfulness_table(
     results: Mapping[str, Mapping[str, LayerFaithfulness]], seed: int = 0
 ) -> str:
@@ -353,12 +346,12 @@ def faithfulness_table(
                 [
                     name,
                     layer,
-                    _compact(bootstrap_ci(r.deletion.auc, seed=seed)),
-                    _compact(bootstrap_ci(r.random_deletion.auc, seed=seed)),
-                    _compact(diff, digits=3),
+                    format_interval(bootstrap_ci(r.deletion.auc, seed=seed)),
+                    format_interval(bootstrap_ci(r.random_deletion.auc, seed=seed)),
+                    format_interval(diff, digits=3),
                     "yes" if diff.high < 0 else "no",  # a NaN interval (one image) is "no"
-                    _compact(bootstrap_ci(r.insertion.auc, seed=seed)),
-                    _compact(bootstrap_ci(r.random_insertion.auc, seed=seed)),
+                    format_interval(bootstrap_ci(r.insertion.auc, seed=seed)),
+                    format_interval(bootstrap_ci(r.random_insertion.auc, seed=seed)),
                 ]
             )
     if not rows:
