@@ -468,7 +468,7 @@ def test_glued_values_quoted_in_a_chapter_are_stored_in_it(notebook: Path) -> No
         assert name in glued, f"{notebook.name} quotes {{glue:text}}`{name}` but never glues it"
 
 
-def record_for_role(directory: Path) -> None:
+def record_for_role(directory: Path, history: bool = True) -> None:
     def put(chapter: str, key: str, value: Any, profile: str = "laptop") -> None:
         record(chapter, key, value, profile=profile, backend="tensorflow", directory=directory)
 
@@ -484,6 +484,9 @@ def record_for_role(directory: Path) -> None:
         for seed, accuracy in enumerate(accuracies):
             row = {"loss": loss, "seed": seed, "true_accuracy": accuracy,
                    "pseudo_accuracy": 0.9, "epochs": 10, "wall_time_s": 1.0}  # fmt: skip
+            if history:  # validation prefers scl_exp, though forward scores higher on test
+                val = 0.95 if loss == "scl_exp" else 0.9
+                row |= {"best_epoch": 2, "history": {"val_pseudo_accuracy": [0.5, val]}}
             put("complementary_sweep", f"{loss}/seed{seed}", row)
 
 
@@ -503,6 +506,9 @@ def test_result_role_reads_the_store(tmp_path: Path) -> None:
         # article is ahead.
         "sweep/best_loss": "forward",
         "sweep/best/true_accuracy_mean:.2f": "0.89",
+        # The loss chosen without the test set: highest validation pseudo accuracy.
+        "sweep/chosen_loss": "scl_exp",
+        "sweep/chosen/true_accuracy_mean:.2f": "0.81",
     }
     for text, expected in shown.items():
         assert results_role.render(text, tmp_path)[0] == expected, text
@@ -512,6 +518,13 @@ def test_result_role_reads_the_store(tmp_path: Path) -> None:
     assert results_role.render("regular/test_accuracy:.0%", tmp_path)[0] == "50%"
     with pytest.raises(results_role.ResultError, match="paper.json has no chapter 'data'"):
         results_role.render("data/n_test", tmp_path)  # paper has no data chapter: no mixing
+
+
+def test_result_role_chooses_no_loss_without_validation_histories(tmp_path: Path) -> None:
+    record_for_role(tmp_path, history=False)
+    assert results_role.render("sweep/best_loss", tmp_path)[0] == "forward"
+    with pytest.raises(results_role.ResultError, match="no field 'chosen_loss'"):
+        results_role.render("sweep/chosen_loss", tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,11 @@ names are not chapters of the store:
 - ``sweep/...``: the loss sweep summarised over seeds, as chapter 3's table shows it:
   ``sweep/seeds`` (fewest seeds of any loss), ``sweep/<loss>/<field>`` with the fields of
   :func:`helpers.experiment.summarise` (``true_accuracy_mean``, ``true_accuracy_std``,
-  ``n``, ...), and ``sweep/best_loss`` and ``sweep/best/<field>`` for the complementary loss
+  ``n``, ...), ``sweep/best_loss`` and ``sweep/best/<field>`` for the complementary loss
   from the literature (neither the reference nor ``article``) with the highest mean true
-  accuracy.
+  accuracy (a test-set pick: optimistic), and ``sweep/chosen_loss`` and
+  ``sweep/chosen/<field>`` for the complementary loss chosen without the test set
+  (:func:`helpers.experiment.select_by_validation`: highest validation pseudo accuracy).
 
 The format is a Python format spec (``.1%``, ``.2f``), or ``len`` (how many items), or
 ``code`` (shown as code). Without one, a list is joined with commas (``none`` when empty) and
@@ -66,7 +68,7 @@ def quoted_profile(results_dir: Path) -> str:
 def sweep_summary(profile: str, results_dir: Path) -> dict[str, Any]:
     """The sweep as ``sweep/...`` paths see it (empty when no sweep ran at ``profile``)."""
     # Imported here: helpers.experiment loads Keras, which only the sweep paths need.
-    from helpers.experiment import load_sweep, summarise, sweep_findings
+    from helpers.experiment import load_sweep, select_by_validation, summarise, sweep_findings
 
     rows = load_sweep(profile, results_dir)
     if not rows:
@@ -78,6 +80,12 @@ def sweep_summary(profile: str, results_dir: Path) -> dict[str, Any]:
     if others:
         summary["best_loss"] = others[0]
         summary["best"] = summary[others[0]]
+    try:
+        chosen, _ = select_by_validation(rows)
+    except ValueError:  # runs recorded without histories: "chosen" is then an unknown field
+        return summary
+    summary["chosen_loss"] = chosen
+    summary["chosen"] = summary[chosen]
     return summary
 
 
