@@ -1,6 +1,6 @@
 """Pytest set-up shared by the unit tests and ``pytest --nbval book/``.
 
-Everything run by pytest uses the ``smoke`` profile, reads Caltech101 from the shared copy
+Everything run by pytest uses the ``smoke`` profile in float32, reads Caltech101 from the shared copy
 beside the checkout when there is one, and keeps its artifacts and results out of the
 committed book (notebook kernels inherit these variables).
 """
@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared" / "caltech101" / "101_ObjectCategories"
 
 os.environ["BOOK_PROFILE"] = "smoke"
+# float32 on every machine: "auto" picks mixed bfloat16 on a CPU with AVX512-BF16 or AMX, and
+# the run names, saved paths and numbers the tests check would then depend on the CPU. The
+# precision tests set BOOK_PRECISION themselves.
+os.environ["BOOK_PRECISION"] = "float32"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 if "CALTECH101_DIR" not in os.environ and SHARED.is_dir():
