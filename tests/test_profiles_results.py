@@ -193,3 +193,18 @@ def test_the_device_line_names_the_cpu_model(tmp_path):
     info.write_text("processor\t: 0\nmodel name\t: AMD  EPYC 7B13\nflags\t\t: avx2\n")
     assert cpu_model(str(info)) == "AMD EPYC 7B13"
     assert isinstance(cpu_model(str(tmp_path / "missing")), str)
+
+
+def test_the_device_line_names_the_vector_extension(monkeypatch):
+    import helpers.precision
+    from helpers.manifest import device_name, vector_extension
+
+    assert vector_extension(["fpu", "AVX2", "avx512f"]) == "AVX512"
+    assert vector_extension(["sse4_2", "avx2"]) == "AVX2"
+    assert vector_extension(["fp", "asimd"]) == "NEON"
+    assert vector_extension([]) == ""
+    monkeypatch.setattr("helpers.manifest.gpu_available", lambda: False)
+    monkeypatch.setattr(helpers.precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert ", AVX2, " in device_name()
+    monkeypatch.setattr(helpers.precision, "cpu_flags", lambda: frozenset())
+    assert "AVX" not in device_name() and device_name().endswith(" cores)")

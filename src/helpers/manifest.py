@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -48,8 +49,26 @@ def device_name() -> str:
             return f"GPU ({details.get('device_name', gpu.name)})"
         except Exception:
             return "GPU"
-    model = cpu_model()
-    return f"CPU ({model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} cores)"
+    from helpers.precision import cpu_flags  # here: it imports Keras, which a manifest need not
+
+    parts = [cpu_model(), platform.machine(), vector_extension(cpu_flags())]
+    return f"CPU ({', '.join(p for p in parts if p)}, {os.cpu_count()} cores)"
+
+
+def vector_extension(flags: Iterable[str]) -> str:
+    """The widest vector extension the CPU offers: ``AVX512``, ``AVX2``, ``NEON`` or ``""``.
+
+    Part of the device line: the math kernels (oneDNN) choose their float32 code by it, so two
+    CPUs of one model name, one with AVX-512 and one with AVX2 only, train different models.
+    """
+    found = {flag.lower() for flag in flags}
+    if "avx512f" in found:
+        return "AVX512"
+    if "avx2" in found:
+        return "AVX2"
+    if found & {"asimd", "neon"}:
+        return "NEON"
+    return ""
 
 
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
