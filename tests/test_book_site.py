@@ -392,10 +392,10 @@ def test_checker_catches_a_big_notebook(tmp_path: Path) -> None:
 RESULT_ROLE = re.compile(r"\{result\}`([^`]+)`")
 GLUE_TEXT = re.compile(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`")
 # What the intro's answer must quote from the store (issue 17): the accuracies of the regular
-# model, the article loss and the best loss from the literature, and the agreement count.
+# model, the article loss and the loss chosen on validation data, and the agreement count.
 INTRO_ANSWER_PATHS = {
     "sweep/crossentropy/true_accuracy_mean", "sweep/article/true_accuracy_mean",
-    "sweep/best/true_accuracy_mean", "sweep/best_loss", "agreement/layers_below_control",
+    "sweep/chosen/true_accuracy_mean", "sweep/chosen_loss", "agreement/layers_below_control",
     "agreement/regular_vs_complementary/shallow/spearman",
     "agreement/regular_vs_regular/shallow/spearman",
 }  # fmt: skip

@@ -182,6 +182,13 @@ def test_select_by_validation_never_looks_at_the_test_set():
     assert loss == "article" and means == pytest.approx({"article": 0.85, "forward": 0.7})
     assert select_by_validation(rows, "val_loss")[0] == "article"
     assert select_by_validation([row("nn", 0, 0.4, 0.4, best=1)])[1] == {"nn": 0.1}
+    # A tie up to rounding (two means of thirds) goes to the steadier loss, not to the noise.
+    tie = [row("forward", 0, 0.91176, 0.9), row("forward", 1, 0.93137, 0.9),
+           row("forward", 2, 0.98039, 0.9), row("scl_exp", 0, 0.93137, 0.8),
+           row("scl_exp", 1, 0.98039, 0.8), row("scl_exp", 2, 0.91176, 0.8),
+           row("pc", 0, 0.93137, 0.8), row("pc", 1, 0.93137, 0.8), row("pc", 2, 0.96078, 0.8)]  # fmt: skip
+    assert select_by_validation(tie)[0] == "pc"  # same mean as the others, smallest spread
+    assert select_by_validation(tie[:6])[0] == "forward"  # same spread too: by name
     with pytest.raises(ValueError, match="has no 'val_pseudo_accuracy' history"):
         select_by_validation([{"loss": "pc", "seed": 0, "best_epoch": 1}])
     with pytest.raises(ValueError, match="no complementary runs"):

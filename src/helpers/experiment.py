@@ -302,7 +302,9 @@ def select_by_validation(
     Returns
     -------
     (loss, scores)
-        The chosen loss and every complementary loss's mean score.
+        The chosen loss and every complementary loss's mean score. Losses whose means are
+        equal (up to rounding) tie; a tie goes to the loss whose score varies least over
+        seeds, then to the first name.
 
     Raises
     ------
@@ -324,8 +326,12 @@ def select_by_validation(
     if not scores:
         raise ValueError("no complementary runs to choose from")
     means = {loss: float(np.mean(v)) for loss, v in scores.items()}
-    pick = min if metric == "val_loss" else max
-    return pick(means, key=means.__getitem__), means
+    best = (min if metric == "val_loss" else max)(means.values())
+    # Means of shares of the same validation images can be equal up to rounding: a tie, not a
+    # win. It goes to the loss whose score varies least over seeds (then the name), never to
+    # floating-point noise.
+    tied = [loss for loss, mean in means.items() if abs(mean - best) <= 1e-9]
+    return min(tied, key=lambda loss: (float(np.std(scores[loss])), loss)), means
 
 
 def cam_subset(y: np.ndarray, n: int | None) -> np.ndarray:
