@@ -165,7 +165,7 @@ def test_load_sweep_never_mixes_precisions_classes_or_overrides(tmp_path):
 
 
 def test_select_by_validation_never_looks_at_the_test_set():
-    from helpers.experiment import select_by_validation
+    from helpers.experiment import select_by_validation, tied_with
 
     def row(loss, seed, val, test, best=2):
         history = {"val_pseudo_accuracy": [0.1, val, 0.0], "val_loss": [1.0, 1 - val, 2.0]}
@@ -189,6 +189,9 @@ def test_select_by_validation_never_looks_at_the_test_set():
            row("pc", 0, 0.93137, 0.8), row("pc", 1, 0.93137, 0.8), row("pc", 2, 0.96078, 0.8)]  # fmt: skip
     assert select_by_validation(tie)[0] == "pc"  # same mean as the others, smallest spread
     assert select_by_validation(tie[:6])[0] == "forward"  # same spread too: by name
+    means = select_by_validation(tie)[1]
+    assert tied_with(means, means["pc"]) == ["forward", "scl_exp", "pc"]
+    assert tied_with({"a": 0.5, "b": 0.5 + 1e-6}, 0.5) == ["a"]
     with pytest.raises(ValueError, match="has no 'val_pseudo_accuracy' history"):
         select_by_validation([{"loss": "pc", "seed": 0, "best_epoch": 1}])
     with pytest.raises(ValueError, match="no complementary runs"):

@@ -327,11 +327,19 @@ def select_by_validation(
         raise ValueError("no complementary runs to choose from")
     means = {loss: float(np.mean(v)) for loss, v in scores.items()}
     best = (min if metric == "val_loss" else max)(means.values())
-    # Means of shares of the same validation images can be equal up to rounding: a tie, not a
-    # win. It goes to the loss whose score varies least over seeds (then the name), never to
+    # A tie goes to the loss whose score varies least over seeds (then the name), never to
     # floating-point noise.
-    tied = [loss for loss, mean in means.items() if abs(mean - best) <= 1e-9]
+    tied = tied_with(means, best)
     return min(tied, key=lambda loss: (float(np.std(scores[loss])), loss)), means
+
+
+def tied_with(means: dict[str, float], score: float) -> list[str]:
+    """The losses whose mean score equals ``score`` up to rounding, in ``means``' order.
+
+    Means of shares of the same validation images can differ only in their last bits: that is a
+    tie, not a win (:func:`select_by_validation`).
+    """
+    return [loss for loss, mean in means.items() if abs(mean - score) <= 1e-9]
 
 
 def cam_subset(y: np.ndarray, n: int | None) -> np.ndarray:
