@@ -11,6 +11,7 @@ from helpers.by_classes import (
     ORIGINAL_FOUR_CLASSES,
     accuracy_by_k,
     cost_of_a_class,
+    describe_change,
     format_by_k,
     plot_accuracy_by_k,
     provenance,
@@ -98,6 +99,12 @@ def test_cost_of_a_class_is_the_drop_in_mean():
     assert cost_of_a_class(results, "article") == pytest.approx(0.8 - 0.6)
     with pytest.raises(KeyError, match="K = \\[3\\]"):
         cost_of_a_class(results, "crossentropy")
+
+
+def test_describe_change_reads_either_way():
+    assert describe_change(0.076) == "7.6 points lower"
+    assert describe_change(-0.008) == "0.8 points higher"
+    assert describe_change(0.0004) == "unchanged"
 
 
 def test_figure_draws_each_loss_chance_and_references():

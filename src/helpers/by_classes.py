@@ -140,6 +140,18 @@ def cost_of_a_class(
     return results[(loss, k_from)].estimate.mean - results[(loss, k_to)].estimate.mean
 
 
+def describe_change(drop: float) -> str:
+    """A drop in accuracy (a fraction, as :func:`cost_of_a_class` returns) in words.
+
+    ``0.076`` reads ``"7.6 points lower"``, ``-0.008`` ``"0.8 points higher"``, and a change
+    that rounds to zero ``"unchanged"``.
+    """
+    points = round(100 * drop, 1)
+    if points == 0:
+        return "unchanged"
+    return f"{abs(points):.1f} points {'lower' if points > 0 else 'higher'}"
+
+
 def plot_accuracy_by_k(
     results: Mapping[tuple[str, int], KResult],
     losses: Sequence[str] | None = None,
