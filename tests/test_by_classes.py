@@ -13,6 +13,7 @@ from helpers.by_classes import (
     cost_of_a_class,
     describe_change,
     format_by_k,
+    format_references,
     plot_accuracy_by_k,
     provenance,
 )
@@ -99,6 +100,12 @@ def test_cost_of_a_class_is_the_drop_in_mean():
     assert cost_of_a_class(results, "article") == pytest.approx(0.8 - 0.6)
     with pytest.raises(KeyError, match="K = \\[3\\]"):
         cost_of_a_class(results, "crossentropy")
+
+
+def test_references_are_the_published_numbers():
+    text = format_references()
+    assert "about 60%" in text
+    assert "3 classes 91.4% / 85.9%; 4 classes 84.8% / 62.1%" in text
 
 
 def test_describe_change_reads_either_way():

@@ -111,6 +111,18 @@ def format_by_k(results: Mapping[tuple[str, int], KResult]) -> str:
     return "\n".join(lines)
 
 
+def format_references() -> str:
+    """The published references the chapter compares with, from :data:`CIFAR` and the original."""
+    cifar = "; ".join(
+        f"{k} classes {ordinary:.1%} / {complementary:.1%}"
+        for k, (ordinary, complementary) in sorted(CIFAR.items())
+    )
+    return (
+        f"original study, 4 classes, complementary: about {ORIGINAL_FOUR_CLASSES:.0%}\n"
+        f"CIFAR-10 notebooks, ordinary / complementary: {cifar}"
+    )
+
+
 def provenance(results: Mapping[tuple[str, int], KResult]) -> str:
     """Per ``K``: its class list, and the precisions and devices its runs used."""
     lines = []
