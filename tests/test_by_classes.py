@@ -14,11 +14,13 @@ from helpers.by_classes import (
     describe_change,
     format_by_k,
     format_references,
+    missing_runs,
     plot_accuracy_by_k,
     provenance,
 )
 from helpers.experiment import load_sweep
 from helpers.results import record
+from helpers.runs import parse_runs
 
 matplotlib.use("Agg")
 
@@ -106,6 +108,18 @@ def test_references_are_the_published_numbers():
     text = format_references()
     assert "about 60%" in text
     assert "3 classes 91.4% / 85.9%; 4 classes 84.8% / 62.1%" in text
+
+
+def test_missing_runs_are_the_queue_lines_without_a_row():
+    queue = parse_runs(
+        "loss=article seed=0 classes=airplanes,watch,Leopards,Motorbikes\n"
+        "loss=article seed=2 classes=airplanes,watch,Leopards,Motorbikes\n"
+        "loss=crossentropy seed=0 classes=airplanes,Leopards\n"
+        "loss=article seed=0\n"
+    )
+    missing = missing_runs(queue, rows())
+    assert [(s.loss, s.seed, len(s.classes)) for s in missing] == [("article", 2, 4)]
+    assert missing_runs(queue, []) == queue
 
 
 def test_describe_change_reads_either_way():

@@ -19,6 +19,7 @@ from helpers.agreement import Estimate, mean_ci
 from helpers.classes import chance
 from helpers.experiment import REFERENCE
 from helpers.plots import DPI, LABEL_SIZE  # importing plots also lets IPython show bare Figures
+from helpers.runs import RunSpec
 
 # Published four-class references. The original study reports "about 60%" for its
 # complementary model with Motorbikes added; the same author's CIFAR-10 notebooks give
@@ -150,6 +151,20 @@ def cost_of_a_class(
     if missing:
         raise KeyError(f"no {loss} runs at K = {missing}: run them with scripts/sweep_losses.py")
     return results[(loss, k_from)].estimate.mean - results[(loss, k_to)].estimate.mean
+
+
+def missing_runs(specs: Iterable[RunSpec], rows: Iterable[Mapping[str, Any]]) -> list[RunSpec]:
+    """The runs of a queue (``helpers.runs.parse_runs``) that no recorded row matches.
+
+    A row matches a run with the same loss, seed and class list; queue runs with profile
+    overrides never match (this chapter's runs have none).
+    """
+    done = {(r["loss"], int(r["seed"]), tuple(r["classes"])) for r in rows}
+    return [
+        spec
+        for spec in specs
+        if spec.overrides or (spec.loss, spec.seed, tuple(spec.classes)) not in done
+    ]
 
 
 def describe_change(drop: float) -> str:
