@@ -145,7 +145,10 @@ class ResultsTable(SphinxDirective):
             except (KeyError, ValueError) as err:
                 raise self.error(f"results-table: {err}") from err
         header = ["Test accuracy", *[title for _, _, title in COLUMNS]]
-        original = ["Original study, three classes", *[ORIGINAL[chapter] for chapter, _, _ in COLUMNS]]
+        original = [
+            "Original study, three classes",
+            *[ORIGINAL[chapter] for chapter, _, _ in COLUMNS],
+        ]
         note = nodes.paragraph(classes=["results-provenance"])
         note += nodes.Text(provenance(profile, entries))
         try:
