@@ -139,11 +139,12 @@ def test_figure_draws_each_loss_chance_and_references():
     labels = [line.get_label() for line in ax.get_lines()]
     assert "chance: 1/K" in labels and "original, 4 classes" in labels
     star = next(line for line in ax.get_lines() if line.get_label() == "original, 4 classes")
-    assert star.get_ydata()[0] == ORIGINAL_FOUR_CLASSES
+    assert np.asarray(star.get_ydata(), dtype=float)[0] == ORIGINAL_FOUR_CLASSES
     cifar = next(line for line in ax.get_lines() if line.get_label() == "CIFAR-10, complementary")
     assert list(cifar.get_ydata()) == [CIFAR[3][1], CIFAR[4][1]]
     chance = next(line for line in ax.get_lines() if line.get_label() == "chance: 1/K")
-    assert np.allclose(chance.get_ydata(), 1 / chance.get_xdata())
+    x = np.asarray(chance.get_xdata(), dtype=float)
+    assert np.allclose(np.asarray(chance.get_ydata(), dtype=float), 1 / x)
 
 
 def test_figure_without_runs_says_what_to_do():
