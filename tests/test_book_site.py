@@ -581,6 +581,7 @@ LEARNING_CHAPTERS = (
     "04_gradcam",
     "05_agreement",
     "06_gap",
+    "07_four_classes",
 )
 GLOSSARY = BOOK / "appendix" / "glossary.md"
 # Terms the chapters rely on (issue 17): each needs a glossary entry.
@@ -689,6 +690,26 @@ def test_results_table_formats_accuracies() -> None:
 
 def test_original_numbers_are_the_published_ones() -> None:
     assert results_table.ORIGINAL == {"regular": "93.75%", "complementary": "91.41%"}
+    assert results_table.ORIGINAL_FOUR_CLASSES == ("not reported", "about 60%")
+
+
+def test_four_class_rows_follow_the_three_class_profile(tmp_path: Path) -> None:
+    assert results_table.four_class_row(tmp_path, None) is None
+    assert results_table.four_class_row(tmp_path, "laptop") is None  # chapter 7 not run yet
+    record("four_classes", "article_test_accuracy", [0.6, 0.7], profile="laptop",
+           backend="tensorflow", directory=tmp_path)  # fmt: skip
+    ours, original = results_table.four_class_row(tmp_path, "laptop") or []
+    assert ours == [
+        "This book, four classes (laptop profile, article loss)",
+        results_table.NOT_RUN,
+        "65.00% ± 7.07 (2 seeds)",
+    ]
+    assert original == ["Original study, four classes", "not reported", "about 60%"]
+    assert results_table.four_class_row(tmp_path, "paper") is None  # never another profile's
+    record("four_classes", "regular_test_accuracy", [93.0], profile="laptop",
+           backend="tensorflow", directory=tmp_path)  # fmt: skip
+    with pytest.raises(ValueError, match="regular_test_accuracy"):
+        results_table.four_class_row(tmp_path, "laptop")
 
 
 def test_duplicate_inline_scripts_are_dropped() -> None:
