@@ -178,6 +178,17 @@ def _trained(x, y, epochs):
     return model, fit.history["loss"]
 
 
+def test_the_trainer_comes_with_its_optimizer_built():
+    """Adam's moments exist before the first step (so TensorFlow traces the step once)."""
+    model = build_xception((SIZE, SIZE, 3), 3, seed=0)
+    loss, metric, _ = resolve_loss("crossentropy", 3)
+    trainer = compile_for_training(model, loss, metric, TINY)
+    assert trainer.optimizer.built
+    weights = len(trainer.trainable_variables)
+    # iterations and learning rate, then momentum, velocity and AMSGrad's maximum per weight
+    assert len(trainer.optimizer.variables) == 2 + 3 * weights
+
+
 def test_training_steps_reduce_the_loss_and_recalibration_escapes_the_bn_trap():
     """18 steps from scratch on batches of 8 reduce the loss and the network learns
     (accuracy with batch statistics), but the moving averages (momentum 0.99) still hold
