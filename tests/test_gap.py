@@ -32,8 +32,9 @@ def _store(tmp_path, key, loss, seed, acc, overrides=None, **extra):
 
 @pytest.fixture
 def store(tmp_path):
-    _store(tmp_path, "article/seed0", "article", 0, 0.60, history={"stuck": [0.1, 0.3]})
-    _store(tmp_path, "article/seed1", "article", 1, 0.70)
+    _store(tmp_path, "article/seed0", "article", 0, 0.60, history={"stuck": [0.1, 0.3]},
+           wall_time_s=180.0)  # fmt: skip
+    _store(tmp_path, "article/seed1", "article", 1, 0.70, wall_time_s=300.0)
     _store(tmp_path, "article/seed0/image_size160", "article", 0, 0.80, {"image_size": 160})
     _store(tmp_path, "article/seed0/stop_ontest", "article", 0, 0.75, {"stop_on": "test"})
     _store(tmp_path, "article/seed0/learning_rate0.0001", "article", 0, 0.5,
@@ -58,6 +59,8 @@ def test_arms_gather_their_runs_by_settings(store):
     assert results["learning rate 1e-4"].accuracies == (0.5,)
     assert results["regular, 96 px"].accuracies == (0.95,)
     assert results["299 px"].n == 0 and math.isnan(results["299 px"].mean)
+    assert base.wall_s == (180.0, 300.0) and base.minutes == pytest.approx(4.0)
+    assert math.isnan(results["299 px"].minutes)
     missing = missing_runs(list(results.values()), seeds=(0, 1))
     assert (results["160 px"].arm, 1) in missing and (results["160 px"].arm, 0) not in missing
     assert sum(arm.label == "laptop settings (96 px)" for arm, _ in missing) == 0

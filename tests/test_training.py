@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import artifacts
+from helpers import artifacts, training
 from helpers.augment import (
     AugmentedBatches,
     affine_vector,
@@ -19,9 +19,14 @@ from helpers.augment import (
     random_transforms,
     warp_images,
 )
-from helpers.batchnorm import batch_stats_accuracy, recalibrate_batchnorm
+from helpers.batchnorm import (
+    MONITOR_IMAGES,
+    BatchStatsMonitor,
+    batch_stats_accuracy,
+    recalibrate_batchnorm,
+)
 from helpers.data import preprocess
-from helpers.profiles import Profile
+from helpers.profiles import PROFILES, Profile
 from helpers.training import (
     cap_training_set,
     compile_for_training,
@@ -30,6 +35,7 @@ from helpers.training import (
     per_class_accuracy,
     predict_proba,
     resolve_loss,
+    run_directory,
     train_model,
 )
 from helpers.xception import build_xception
@@ -238,7 +244,7 @@ def test_train_model_saves_reloads_and_guards_its_cache(capsys):
     assert {"loss", "val_loss", "accuracy", "val_accuracy", "val_accuracy_batch_stats"} <= set(
         run.history
     )
-    assert run.directory == artifacts.run_dir("tiny", "unit", 0)
+    assert run.directory == artifacts.run_dir("tiny", "unit", 0) == run_directory("tiny", TINY, 0)
     assert artifacts.is_complete(run.directory)
     before = predict_proba(run.model, x_val)
 
@@ -456,3 +462,21 @@ def test_precision_is_part_of_a_runs_identity(monkeypatch):
     back = train_model("prec", x, y, x_val, y_val, profile=TINY, verbose=False)
     assert back.loaded_from_cache and back.meta["precision"] == "float32"
     assert back.model.get_layer("block1_conv1").compute_dtype == "float32"
+
+
+def test_the_batch_stats_monitor_scores_as_many_images_as_the_profile_says(monkeypatch):
+    seen = []
+
+    class Spy(BatchStatsMonitor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(len(self.x))
+
+    monkeypatch.setattr(training, "BatchStatsMonitor", Spy)
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    run = train_model("monitor", x, y, x_val, y_val, profile=replace(TINY, monitor_images=3),
+                      verbose=False)  # fmt: skip
+    assert seen == [3] and len(run.history["val_accuracy_batch_stats"]) == 1
+    # smoke scores fewer (the monitor runs eagerly); the real profiles keep the default
+    assert PROFILES["smoke"].monitor_images < PROFILES["laptop"].monitor_images == MONITOR_IMAGES

@@ -36,7 +36,7 @@ import numpy as np
 
 from helpers.data import preprocess
 
-MONITOR_IMAGES = 256  # validation images scored with batch statistics each epoch
+MONITOR_IMAGES = 256  # validation images scored with batch statistics each epoch, by default
 RECALIBRATION_IMAGES = 128  # training images whose statistics replace the moving averages
 
 
@@ -98,10 +98,16 @@ class BatchStatsMonitor(keras.callbacks.Callback):  # type: ignore[misc]
     """
 
     def __init__(
-        self, model: keras.Model, x: np.ndarray, y: np.ndarray, metric: str, batch_size: int
+        self,
+        model: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        metric: str,
+        batch_size: int,
+        images: int = MONITOR_IMAGES,
     ) -> None:
         super().__init__()
-        order = np.random.default_rng(0).permutation(len(x))[:MONITOR_IMAGES]
+        order = np.random.default_rng(0).permutation(len(x))[:images]
         self.softmax_model, self.x, self.y = model, x[order], np.asarray(y)[order]
         self.metric, self.batch_size = metric, batch_size
 

@@ -11,6 +11,7 @@ Models are named ``"<kind> s<seed>"``, e.g. ``"regular s0"`` or ``"article s1"``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +55,24 @@ def comparison_design(
         f"{kind} vs {kind} (control)": [(f"{kind} s{s}", f"{kind} s{t}") for s, t in within],
         f"same start: regular vs {kind}": [(f"regular s{s}", f"{kind} s{s}") for s in seeds],
     }
+
+
+def true_class_maps(
+    models: Mapping[str, Any], x: npt.ArrayLike, y: npt.ArrayLike, layers: Sequence[str]
+) -> dict[str, dict[str, npt.NDArray[np.floating]]]:
+    """``{model: {layer: maps (N, h, w)}}``: every model's Grad-CAM of the true class.
+
+    The maps every comparison starts from: unsampled (each layer at its own resolution),
+    for the true class, so two models are compared on the same question even where one of
+    them predicts another class. ``x`` is preprocessed; ``y`` the true classes.
+    """
+    from helpers.gradcam import grad_cam
+
+    maps = {}
+    for name, model in models.items():
+        result = grad_cam(model, x, layers, class_index="true", labels=y, upsample_maps=False)
+        maps[name] = {layer: result.map(layer) for layer in layers}
+    return maps
 
 
 def mean_over_pairs(per_pair: Sequence[Mapping[str, Mapping[str, npt.ArrayLike]]]) -> PerImage:

@@ -138,6 +138,21 @@ def train_run(
     )
 
 
+def is_trained(
+    exp: Experiment, loss: str, seed: int, profile: Profile, precision: str | None = None
+) -> bool:
+    """Whether :func:`train_run` would load a finished run instead of training one.
+
+    Lets a chapter use the expensive runs that exist (a 299-px run takes an hour on a CPU)
+    without starting one by accident.
+    """
+    from helpers import artifacts
+    from helpers.training import run_directory
+
+    name = run_name(loss, None, exp.dataset.class_names)
+    return artifacts.is_complete(run_directory(name, profile, seed, precision))
+
+
 def score_run(exp: Experiment, model: Any, batch_size: int = 32) -> dict[str, Any]:
     """True and pseudo test accuracy of ``model``, and the pseudo accuracy theory predicts.
 

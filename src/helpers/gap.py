@@ -47,6 +47,12 @@ ARMS: tuple[Arm, ...] = (
     Arm("160 px", "(a) image size", overrides={"image_size": 160}),
     Arm("299 px", "(a) image size", overrides={"image_size": 299}),
     Arm("learning rate 1e-4", "(b) learning rate", overrides={"learning_rate": 1e-4}),
+    # 30 times smaller steps need many more epochs: the original allowed up to 1000.
+    Arm(
+        "learning rate 1e-5, up to 150 epochs",
+        "(b) learning rate",
+        overrides={"learning_rate": 1e-5, "max_epochs": 150},
+    ),
     Arm("patience 15", "(c) patience", overrides={"patience": 15}),
     Arm("stopping on the test set", "(d) early stopping", overrides={"stop_on": "test"}),
     Arm(
@@ -69,12 +75,13 @@ ARMS: tuple[Arm, ...] = (
 
 @dataclass(frozen=True)
 class ArmResult:
-    """An arm's recorded runs: true test accuracy and epochs per seed."""
+    """An arm's recorded runs: true test accuracy, epochs and wall time per seed."""
 
     arm: Arm
     seeds: tuple[int, ...]
     accuracies: tuple[float, ...]
     epochs: tuple[int, ...]
+    wall_s: tuple[float, ...] = ()
 
     @property
     def n(self) -> int:
@@ -85,6 +92,11 @@ class ArmResult:
     def mean(self) -> float:
         """Mean true test accuracy over seeds (NaN without runs)."""
         return float(np.mean(self.accuracies)) if self.n else float("nan")
+
+    @property
+    def minutes(self) -> float:
+        """Mean wall time of a run, in minutes (NaN without runs)."""
+        return float(np.mean(self.wall_s)) / 60 if self.wall_s else float("nan")
 
     @property
     def sd(self) -> float:
@@ -137,6 +149,7 @@ def gather_arms(
                 tuple(int(r["seed"]) for r in mine),
                 tuple(float(r["true_accuracy"]) for r in mine),
                 tuple(int(r["epochs"]) for r in mine),
+                tuple(float(r.get("wall_time_s", float("nan"))) for r in mine),
             )
         )
     return results
@@ -198,6 +211,7 @@ QUOTED = {
     "size160": "160 px",
     "size299": "299 px",
     "lr": "learning rate 1e-4",
+    "lr5": "learning rate 1e-5, up to 150 epochs",
     "patience": "patience 15",
     "test_stop": "stopping on the test set",
     "head4": "4 outputs for 3 classes",

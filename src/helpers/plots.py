@@ -131,8 +131,8 @@ RIGHT, WRONG = "#1a7f37", "#cf222e"  # green and red that also read on grey prin
 
 
 def cam_grid(
-    images: np.ndarray,
-    panels: Mapping[str, np.ndarray],
+    images: np.ndarray | Sequence[np.ndarray],
+    panels: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     row_titles: Sequence[str] | None = None,
     cell: float = 1.25,
     badges: Mapping[str, Sequence[tuple[str, bool]]] | None = None,
@@ -142,9 +142,10 @@ def cam_grid(
     Parameters
     ----------
     images
-        Display images in [0, 1], shape (N, H, W, 3); drawn in the first column.
+        Display images in [0, 1], shape (N, H, W, 3) (or a list: rows may differ in size);
+        drawn in the first column.
     panels
-        Column title -> RGB overlays in [0, 1], shape (N, H, W, 3), e.g.
+        Column title -> RGB overlays in [0, 1], shape (N, H, W, 3) (or a list), e.g.
         ``{"regular / shallow": ..., "complementary / deep": ...}``.
     row_titles
         One label per row (e.g. the true class), written horizontally left of the row.
@@ -312,6 +313,30 @@ def loss_shapes(num_classes: int = 3, points: int = 200) -> Figure:
     return fig
 
 
+def _explorer_columns(
+    data: Any, indices: Sequence[int], layers: Sequence[str], choice: str, scale: str
+) -> tuple[np.ndarray, dict[str, list[np.ndarray]], list[str], dict[str, list[Any]]]:
+    """Images, overlay columns, true classes and prediction badges of the original figure."""
+    from helpers.gradcam import overlay
+
+    size = int(data.images.shape[1])
+    images = data.images[list(indices)].astype(np.float32) / 255.0
+    panels: dict[str, list[np.ndarray]] = {}
+    badges: dict[str, list[Any]] = {}
+    names = data.class_names
+    for model in ("regular", "complementary"):
+        for layer in layers:
+            panels[_column(model, layer)] = [
+                overlay(images[row], data.cams(i, layer, choice, scale, size)[model])
+                for row, i in enumerate(indices)
+            ]
+        predicted = data.predicted(model)
+        badges[_column(model, layers[0])] = [
+            (names[predicted[i]], predicted[i] == data.labels[i]) for i in indices
+        ]
+    return images, panels, [names[data.labels[i]] for i in indices], badges
+
+
 def explorer_grid(
     data: Any,
     indices: Sequence[int],
@@ -327,28 +352,42 @@ def explorer_grid(
     complementary model's. Each row is labelled with its true class; each model's first
     column carries its prediction, green when right and red when wrong.
     """
-    from helpers.gradcam import overlay
-
-    size = int(data.images.shape[1])
-    images = data.images[list(indices)].astype(np.float32) / 255.0
-    panels: dict[str, list[np.ndarray]] = {}
-    for model in ("regular", "complementary"):
-        for layer in layers:
-            panels[_column(model, layer)] = [
-                overlay(images[row], data.cams(i, layer, choice, scale, size)[model])
-                for row, i in enumerate(indices)
-            ]
-    names = data.class_names
-    truth = [names[data.labels[i]] for i in indices]
-    badges = {}
-    for model in ("regular", "complementary"):
-        predicted = data.predicted(model)
-        badges[_column(model, layers[0])] = [
-            (names[predicted[i]], predicted[i] == data.labels[i]) for i in indices
-        ]
+    images, panels, truth, badges = _explorer_columns(data, indices, layers, choice, scale)
     return cam_grid(
         images, {k: np.stack(v) for k, v in panels.items()}, truth, cell=cell, badges=badges
     )
+
+
+def resolution_grid(
+    grids: Mapping[str, Any],
+    indices: Sequence[int],
+    layers: Sequence[str],
+    *,
+    choice: str = "predicted",
+    scale: str = "per_map",
+    cell: float = 1.1,
+) -> Figure:
+    """The original figure at several input sizes, one row per image and size.
+
+    ``grids`` maps a row label (e.g. ``"96 px"``) to that size's precomputed maps
+    (:class:`helpers.explorer.ExplorerData` of the *same* test images, in the same order).
+    Each image's rows sit one above the other, so every map can be compared with the same
+    map at the other size; each overlay keeps its own size's pixels.
+    """
+    parts = {key: _explorer_columns(d, indices, layers, choice, scale) for key, d in grids.items()}
+    images: list[np.ndarray] = []
+    titles: list[str] = []
+    panels: dict[str, list[np.ndarray]] = {}
+    badges: dict[str, list[Any]] = {}
+    for row in range(len(indices)):
+        for key, (pixels, columns, truth, marks) in parts.items():
+            images.append(pixels[row])
+            titles.append(f"{truth[row]}\n{key}")
+            for name, column in columns.items():
+                panels.setdefault(name, []).append(column[row])
+            for name, mark in marks.items():
+                badges.setdefault(name, []).append(mark[row])
+    return cam_grid(images, panels, titles, cell=cell, badges=badges)
 
 
 def _column(model: str, layer: str) -> str:

@@ -51,6 +51,10 @@ class Profile:
         What early stopping watches: ``"validation"`` (the book's held-out split) or
         ``"test"`` (the test set, as the original study did; only to measure how much that
         choice flatters the reported number, see the gap chapter).
+    monitor_images
+        Validation images the batch-norm trap's monitor scores with batch statistics after
+        every epoch (``helpers.batchnorm.BatchStatsMonitor``). The monitor runs eagerly, so
+        ``smoke`` scores fewer; no weight depends on it.
     extra_outputs
         Logits beyond the classes. The original's ``Xception()`` call built 4 outputs for
         3 classes; a class no image has, and that is never a complementary label, gives a
@@ -70,6 +74,7 @@ class Profile:
     checkpoint: bool = True
     stop_on: str = "validation"
     extra_outputs: int = 0
+    monitor_images: int = 256
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,6 +96,7 @@ PROFILES: dict[str, Profile] = {
         max_train_images=64,
         cam_images=8,
         checkpoint=False,
+        monitor_images=32,
     ),
     "laptop": Profile(
         name="laptop",

@@ -201,6 +201,18 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def run_directory(name: str, profile: Profile, seed: int, precision: str | None = None) -> Path:
+    """Where :func:`train_model` keeps run ``name`` of ``profile`` and ``seed``.
+
+    ``<artifacts>/<profile>/<backend>-<precision>/<name>[-<overrides>]-seed<seed>``, where
+    ``<overrides>`` is :func:`helpers.profiles.override_tag` of the fields that change
+    training; ``precision`` as in :func:`train_model`.
+    """
+    policy = resolve_precision(precision).policy
+    tag = override_tag(profile, TRAINING_FIELDS)
+    return artifacts.run_dir(f"{name}-{tag}" if tag else name, profile.name, seed, precision=policy)
+
+
 def train_model(
     name: str,
     x_train: np.ndarray,
@@ -258,7 +270,7 @@ def train_model(
         and with it the batch-norm trap.
     monitor_batch_stats
         Record ``val_<metric>_batch_stats`` per epoch (costs one forward pass over up to
-        256 validation images per epoch).
+        ``profile.monitor_images`` validation images per epoch).
     precision
         ``"auto"``, ``"float32"`` or ``"mixed_bfloat16"`` (``None``: ``$BOOK_PRECISION``,
         else ``auto``; see ``helpers.precision``). Part of the run's identity.
@@ -278,10 +290,7 @@ def train_model(
     """
     _check_inputs(x_train, y_train, x_val, y_val)
     policy = resolve_precision(precision).policy
-    tag = override_tag(profile, TRAINING_FIELDS)
-    directory = artifacts.run_dir(
-        f"{name}-{tag}" if tag else name, profile.name, seed, precision=policy
-    )
+    directory = run_directory(name, profile, seed, policy)
     x_train, y_train = cap_training_set(x_train, y_train, profile.max_train_images, seed)
     loss_fn, metric, labels = resolve_loss(loss, num_classes)
     steps = math.ceil(len(x_train) / profile.batch_size)
@@ -325,7 +334,11 @@ def train_model(
     if recalibrate_bn:
         own.append(RecalibrateBatchNorm(model, x_train, seed=seed))
     if monitor_batch_stats:
-        own.append(BatchStatsMonitor(model, x_val, y_val, metric, profile.batch_size))
+        own.append(
+            BatchStatsMonitor(
+                model, x_val, y_val, metric, profile.batch_size, profile.monitor_images
+            )
+        )
     own += [keras.callbacks.TerminateOnNaN(), stopper, recorder]
     done = resumed.epochs_done if resumed else 0
     if verbose:

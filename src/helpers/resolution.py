@@ -1,0 +1,119 @@
+"""The original figure at the original's resolution: the same runs at two input sizes.
+
+The laptop profile trains on 96-px images; the original study used 299 px. Xception shrinks
+its input 32 times before the deep layer, so the deep Grad-CAM map has 3x3 cells at 96 px
+and 10x10 at 299 px. This module picks the two sizes for a profile, gathers the models of
+both (loading the expensive ones, never starting them by accident), and builds the design
+of model pairs that exist at both sizes, so the two sizes are compared on the same pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from helpers.experiment import Experiment, is_trained, prepare_experiment, train_run
+from helpers.profiles import Profile, override_profile
+
+ORIGINAL_SIZE = 299
+# (the book's size, the bigger one) per profile. Smoke stands in with its own small sizes:
+# 96 px is the cheapest size above 71 whose middle map has more cells.
+RESOLUTIONS: dict[str, tuple[int, int]] = {
+    "smoke": (71, 96),
+    "laptop": (96, ORIGINAL_SIZE),
+    "paper": (96, ORIGINAL_SIZE),
+}
+
+
+def resolution_profiles(profile: Profile) -> dict[int, Profile]:
+    """``{size: profile}`` for the two sizes compared at ``profile``, smaller first.
+
+    Each is ``profile`` with ``image_size`` overridden (``helpers.profiles.override_profile``),
+    so its runs are the very runs the ablation queue records (e.g. ``image_size=299``).
+
+    Raises
+    ------
+    ValueError
+        For a profile without sizes in :data:`RESOLUTIONS`.
+    """
+    if profile.name not in RESOLUTIONS:
+        raise ValueError(
+            f"No input sizes are set for profile {profile.name!r}; "
+            f"add them to helpers.resolution.RESOLUTIONS (known: {', '.join(RESOLUTIONS)})."
+        )
+    return {s: override_profile(profile, {"image_size": s}) for s in RESOLUTIONS[profile.name]}
+
+
+@dataclass
+class SizedRuns:
+    """The experiment and the available models at one input size."""
+
+    size: int
+    profile: Profile
+    experiment: Experiment
+    models: dict[str, Any]  # "<kind> s<seed>" -> Keras model
+    missing: list[str]  # the wanted models that are not trained yet
+
+
+def gather_sized_runs(
+    profile: Profile,
+    losses: Mapping[str, str],
+    wanted: Sequence[str],
+    *,
+    train_missing: bool,
+    precision: str | None = None,
+) -> dict[int, SizedRuns]:
+    """For each size of :func:`resolution_profiles`, the ``wanted`` models.
+
+    ``wanted`` names models ``"<kind> s<seed>"``; ``losses`` maps a kind to its loss
+    (``{"regular": "crossentropy", "article": "article"}``). With ``train_missing=False`` a
+    run that is not on disk is listed in ``missing`` instead of trained: at 299 px a run
+    takes about an hour on a CPU, and the ablation queue is the place to start it.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not ``"<kind> s<seed>"`` with a kind of ``losses``.
+    """
+    parsed: list[tuple[str, str, int]] = []
+    for name in wanted:
+        kind, _, digits = name.rpartition(" s")
+        if kind not in losses or not digits.isdigit():
+            raise ValueError(
+                f"Model name {name!r} must read '<kind> s<seed>' with a kind of "
+                f"{', '.join(losses)}, e.g. 'regular s0'."
+            )
+        parsed.append((name, losses[kind], int(digits)))
+    runs = {}
+    for size, sized in resolution_profiles(profile).items():
+        exp = prepare_experiment(sized)
+        models, missing = {}, []
+        for name, loss, seed in parsed:
+            if train_missing or is_trained(exp, loss, seed, sized, precision):
+                models[name] = train_run(exp, loss, seed, sized, precision=precision).model
+            else:
+                missing.append(name)
+        runs[size] = SizedRuns(size, sized, exp, models, missing)
+    return runs
+
+
+def shared_design(
+    design: Mapping[str, Sequence[tuple[str, str]]], available: Sequence[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """``design`` (``helpers.comparisons.comparison_design``) cut to pairs of ``available``.
+
+    Comparisons left without a pair are dropped; pass the models present at *every* size,
+    so that both sizes average the same pairs.
+    """
+    have = set(available)
+    kept = {
+        label: [(a, b) for a, b in pairs if a in have and b in have]
+        for label, pairs in design.items()
+    }
+    return {label: pairs for label, pairs in kept.items() if pairs}
+
+
+def map_cells(maps: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """``{layer: (rows, columns)}`` of unsampled Grad-CAM maps ``{layer: (N, h, w)}``."""
+    return {layer: (int(m.shape[1]), int(m.shape[2])) for layer, m in maps.items()}

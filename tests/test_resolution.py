@@ -1,0 +1,131 @@
+"""The original figure at two input sizes: sizes, models on disk, shared pairs, the figure."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_gradcam import images, tiny_model
+
+from helpers import artifacts
+from helpers import resolution as res
+from helpers.comparisons import comparison_design, true_class_maps
+from helpers.experiment import run_name
+from helpers.gradcam import grad_cam
+from helpers.profiles import PROFILES, override_tag
+from helpers.training import run_directory
+
+
+def test_each_profile_compares_its_own_size_with_a_larger_one():
+    sized = res.resolution_profiles(PROFILES["laptop"])
+    assert list(sized) == [96, res.ORIGINAL_SIZE]
+    assert [p.image_size for p in sized.values()] == [96, 299]
+    # 96 px is the laptop's own size: its runs are the book's, 299 px the ablation's arm
+    assert override_tag(sized[96]) == "" and override_tag(sized[299]) == "image_size299"
+    assert all(p.learning_rate == PROFILES["laptop"].learning_rate for p in sized.values())
+    small, large = res.resolution_profiles(PROFILES["smoke"])
+    assert small < large
+
+
+def test_a_profile_without_sizes_is_refused_with_the_place_to_add_them():
+    mine = dataclasses.replace(PROFILES["laptop"], name="desktop")
+    with pytest.raises(ValueError, match="RESOLUTIONS"):
+        res.resolution_profiles(mine)
+
+
+def test_the_shared_design_keeps_only_pairs_of_available_models():
+    design = comparison_design((0, 1), "article")
+    shared = res.shared_design(design, ["article s0", "regular s0", "regular s1"])
+    assert shared == {
+        "regular vs article": [("regular s1", "article s0")],
+        "regular vs regular (control)": [("regular s0", "regular s1")],
+        "same start: regular vs article": [("regular s0", "article s0")],
+    }  # "article vs article" needs article s1: dropped, not left empty
+    assert res.shared_design(design, ["regular s0"]) == {}
+
+
+def test_map_cells_reads_each_layers_grid():
+    maps = {"a": np.zeros((4, 3, 3)), "b": np.zeros((4, 10, 12))}
+    assert res.map_cells(maps) == {"a": (3, 3), "b": (10, 12)}
+
+
+def test_model_names_must_name_a_kind_and_a_seed():
+    for bad in ("regular", "forward s0", "regular sX"):
+        with pytest.raises(ValueError, match="<kind> s<seed>"):
+            res.gather_sized_runs(
+                PROFILES["smoke"], {"regular": "crossentropy"}, [bad], train_missing=False
+            )
+
+
+def test_runs_not_on_disk_are_listed_not_trained(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_ARTIFACTS_DIR", str(tmp_path))
+    classes = ("airplanes", "watch", "Leopards")
+    fake = SimpleNamespace(dataset=SimpleNamespace(class_names=classes))
+    monkeypatch.setattr(res, "prepare_experiment", lambda profile: fake)
+    trained = []
+
+    def train_run(exp, loss, seed, profile, precision=None):
+        trained.append((profile.image_size, loss, seed))
+        return SimpleNamespace(model=f"{loss}-{seed}-{profile.image_size}")
+
+    monkeypatch.setattr(res, "train_run", train_run)
+    laptop = PROFILES["laptop"]
+    # a finished 299-px regular seed-0 run, where train_run would save it
+    big = res.resolution_profiles(laptop)[299]
+    done = run_directory(run_name("crossentropy", None, classes), big, 0, "float32")
+    done.mkdir(parents=True)
+    (done / artifacts.MARKER).write_text("")
+    (done / artifacts.WEIGHTS).write_text("")
+    assert done.name == "regular-image_size299-seed0"
+
+    losses = {"regular": "crossentropy", "article": "article"}
+    runs = res.gather_sized_runs(
+        laptop, losses, ["regular s0", "article s0"], train_missing=False, precision="float32"
+    )
+    assert runs[299].models == {"regular s0": "crossentropy-0-299"}
+    assert runs[299].missing == ["article s0"]
+    assert runs[96].models == {} and runs[96].missing == ["regular s0", "article s0"]
+    assert trained == [(299, "crossentropy", 0)]
+
+    trained.clear()
+    runs = res.gather_sized_runs(laptop, losses, ["article s1"], train_missing=True)
+    assert trained == [(96, "article", 1), (299, "article", 1)]
+    assert all(not r.missing for r in runs.values())
+
+
+def test_true_class_maps_are_each_models_grad_cam_of_the_true_class():
+    models = {"regular s0": tiny_model(seed=0), "article s0": tiny_model(seed=3)}
+    x, y = images(4), np.array([0, 1, 2, 1])
+    maps = true_class_maps(models, x, y, ["act1", "act2"])
+    assert set(maps) == set(models)
+    for name, model in models.items():
+        direct = grad_cam(model, x, ["act1", "act2"], class_index="true", labels=y,
+                          upsample_maps=False)  # fmt: skip
+        for layer in ("act1", "act2"):
+            np.testing.assert_allclose(maps[name][layer], direct.map(layer), rtol=1e-5, atol=1e-7)
+    assert maps["regular s0"]["act1"].shape == (4, 8, 8)  # unsampled: each layer its own grid
+    assert maps["regular s0"]["act2"].shape == (4, 4, 4)
+
+
+def test_resolution_grid_puts_each_images_sizes_in_consecutive_rows():
+    from helpers.explorer import precompute
+    from helpers.plots import resolution_grid
+
+    names = ("airplanes", "watch", "Leopards")
+    labels = np.array([0, 1, 2])
+    grids = {}
+    for size in (8, 16):
+        pixels = np.round((images(3, size) + 3) * 40).clip(0, 255).astype(np.uint8)
+        grids[f"{size} px"] = precompute(
+            tiny_model(seed=0, size=size), tiny_model(seed=5, size=size), pixels, labels, names,
+            layers=["act1", "act2"], preprocess=lambda p: np.asarray(p, np.float32) / 127.5 - 1,
+        )  # fmt: skip
+    fig = resolution_grid(grids, [0, 2], ["act1", "act2"])
+    rows = [ax.yaxis.label.get_text() for ax in fig.axes if ax.yaxis.label.get_text()]
+    assert rows == ["airplanes\n8 px", "airplanes\n16 px", "Leopards\n8 px", "Leopards\n16 px"]
+    assert len(fig.axes) == 4 * (1 + 2 * 2)  # image + 2 models x 2 layers, per row
+    drawn = [ax.images[0].get_array().shape[0] for ax in fig.axes[:: 1 + 2 * 2]]
+    assert drawn == [8, 16, 8, 16]  # each row keeps its own size's pixels
+    assert len([t for ax in fig.axes for t in ax.texts]) == 2 * 4  # predictions, per row
