@@ -11,15 +11,23 @@ from helpers.results import load_results
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 LOADED = re.compile(
-    r"loaded (?P<name>[\w-]+) \(seed (?P<seed>\d+)\) from (?P<profile>\w+)/[^:]+: "
+    r"loaded (?P<name>[\w-]+) \(seed (?P<seed>\d+)\) from (?P<profile>\w+)/[^/:]+/(?P<dir>[^:]+): "
     r"best epoch (?P<best>\d+) of (?P<epochs>\d+), trained in (?P<wall>\d+)s"
 )
+# Runs with overridden profile fields (the gap chapter's arms) are recorded in their own folder.
+OVERRIDDEN = BOOK / "results" / "gap"
 
 
-def sweep_key(name: str, seed: str) -> str:
-    """``regular`` -> ``crossentropy/seed0``; ``complementary-article`` -> ``article/seed0``."""
+def sweep_key(name: str, seed: str, tag: str = "") -> str:
+    """``regular`` -> ``crossentropy/seed0``; ``complementary-article`` -> ``article/seed0``;
+    a run directory's override tag (``image_size299``) is the key's last part."""
     loss = "crossentropy" if name == "regular" else name.removeprefix("complementary-")
-    return f"{loss}/seed{seed}"
+    return f"{loss}/seed{seed}" + (f"/{tag}" if tag else "")
+
+
+def override_tag(m: re.Match[str]) -> str:
+    """``image_size299`` for ``complementary-article-image_size299-seed0``, else ``""``."""
+    return m["dir"].removeprefix(m["name"]).removesuffix(f"-seed{m['seed']}").strip("-")
 
 
 def loaded_runs(notebook: Path) -> list[re.Match[str]]:
@@ -40,8 +48,10 @@ def mismatches(notebook: Path) -> list[str]:
     """The loaded runs whose epochs, best epoch or wall time differ from the results store."""
     found = []
     for m in loaded_runs(notebook):
-        key = sweep_key(m["name"], m["seed"])
-        entry = load_results(m["profile"], BOOK / "results").get("complementary_sweep", {}).get(key)
+        tag = override_tag(m)
+        key = sweep_key(m["name"], m["seed"], tag)
+        store = OVERRIDDEN if tag else BOOK / "results"
+        entry = load_results(m["profile"], store).get("complementary_sweep", {}).get(key)
         if entry is None:
             found.append(f"{notebook.name}: {key} is not in the {m['profile']} results store")
             continue
@@ -62,8 +72,13 @@ def test_the_parser_reads_the_trainers_own_line():
     assert (m["name"], m["seed"], m["best"], m["epochs"], m["wall"]) == (
         "complementary-article", "0", "8", "13", "402"
     )  # fmt: skip
+    assert override_tag(m) == ""
     assert sweep_key("regular", "1") == "crossentropy/seed1"
     assert sweep_key("complementary-scl_nl", "2") == "scl_nl/seed2"
+    big = line.replace("article-seed0:", "article-image_size299-seed0:")
+    (m,) = LOADED.finditer(big)
+    assert override_tag(m) == "image_size299"
+    assert sweep_key(m["name"], m["seed"], override_tag(m)) == "article/seed0/image_size299"
 
 
 def test_chapter_3_loads_the_runs_the_sweep_recorded():
