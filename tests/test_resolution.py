@@ -109,9 +109,9 @@ def test_true_class_maps_are_each_models_grad_cam_of_the_true_class():
     assert maps["regular s0"]["act2"].shape == (4, 4, 4)
 
 
-def test_resolution_grid_puts_each_images_sizes_in_consecutive_rows():
+def test_the_explorer_grid_puts_each_images_sizes_in_consecutive_rows():
     from helpers.explorer import precompute
-    from helpers.plots import resolution_grid
+    from helpers.plots import explorer_grid
 
     names = ("airplanes", "watch", "Leopards")
     labels = np.array([0, 1, 2])
@@ -122,7 +122,7 @@ def test_resolution_grid_puts_each_images_sizes_in_consecutive_rows():
             tiny_model(seed=0, size=size), tiny_model(seed=5, size=size), pixels, labels, names,
             layers=["act1", "act2"], preprocess=lambda p: np.asarray(p, np.float32) / 127.5 - 1,
         )  # fmt: skip
-    fig = resolution_grid(grids, [0, 2], ["act1", "act2"])
+    fig = explorer_grid(grids, [0, 2], ["act1", "act2"])
     rows = [ax.yaxis.label.get_text() for ax in fig.axes if ax.yaxis.label.get_text()]
     assert rows == ["airplanes\n8 px", "airplanes\n16 px", "Leopards\n8 px", "Leopards\n16 px"]
     assert len(fig.axes) == 4 * (1 + 2 * 2)  # image + 2 models x 2 layers, per row

@@ -351,29 +351,12 @@ def explorer_grid(
     One row per image: the image, then the regular model's overlays at ``layers``, then the
     complementary model's. Each row is labelled with its true class; each model's first
     column carries its prediction, green when right and red when wrong.
+
+    ``data`` may also map a row label to maps of the *same* test images at another input
+    size (``{"96 px": ..., "299 px": ...}``): each image then gets one row per size, one
+    above the other, labelled with the size, and each overlay keeps its own size's pixels.
     """
-    images, panels, truth, badges = _explorer_columns(data, indices, layers, choice, scale)
-    return cam_grid(
-        images, {k: np.stack(v) for k, v in panels.items()}, truth, cell=cell, badges=badges
-    )
-
-
-def resolution_grid(
-    grids: Mapping[str, Any],
-    indices: Sequence[int],
-    layers: Sequence[str],
-    *,
-    choice: str = "predicted",
-    scale: str = "per_map",
-    cell: float = 1.1,
-) -> Figure:
-    """The original figure at several input sizes, one row per image and size.
-
-    ``grids`` maps a row label (e.g. ``"96 px"``) to that size's precomputed maps
-    (:class:`helpers.explorer.ExplorerData` of the *same* test images, in the same order).
-    Each image's rows sit one above the other, so every map can be compared with the same
-    map at the other size; each overlay keeps its own size's pixels.
-    """
+    grids = data if isinstance(data, Mapping) else {"": data}
     parts = {key: _explorer_columns(d, indices, layers, choice, scale) for key, d in grids.items()}
     images: list[np.ndarray] = []
     titles: list[str] = []
@@ -382,7 +365,7 @@ def resolution_grid(
     for row in range(len(indices)):
         for key, (pixels, columns, truth, marks) in parts.items():
             images.append(pixels[row])
-            titles.append(f"{truth[row]}\n{key}")
+            titles.append(f"{truth[row]}\n{key}" if key else truth[row])
             for name, column in columns.items():
                 panels.setdefault(name, []).append(column[row])
             for name, mark in marks.items():
