@@ -8,13 +8,16 @@ results store under ``complementary_sweep/<key>`` (``helpers.runs.RunSpec.key``:
 field). Ordinary cross-entropy on the true labels is trained the same way as the reference
 row. Finished runs are loaded from the artifacts, unless ``--retrain``; an interrupted run
 resumes from its last finished epoch (laptop and paper profiles checkpoint every epoch), so
-the same command can simply be started again.
+the same command can simply be started again. ``--hours`` ends the queue on time: the run
+that would not finish is stopped after its last epoch that fits and recorded as unfinished
+(``"finished": false``, scored with its best epoch so far) until the same command finishes it.
 
 Usage::
 
     python scripts/sweep_losses.py --profile laptop
     python scripts/sweep_losses.py --profile laptop --losses article --seeds 0 1 --set image_size=160
     nohup python scripts/sweep_losses.py --profile laptop --runs runs.txt --log runs.log &
+    python scripts/sweep_losses.py --profile laptop --runs runs.txt --hours 2.5
     KERAS_BACKEND=jax python scripts/sweep_losses.py --profile paper --losses article nn --seeds 0
 
 A runs file lists one run per line (see ``helpers.runs``), e.g.
@@ -64,8 +67,13 @@ def train_and_score(
     retrain: bool = False,
     verbose: bool = True,
     precision: str | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Train (or load) one model and score it on the test set; return its result row."""
+    """Train (or load) one model and score it on the test set; return its result row.
+
+    A run that ``deadline`` stopped is scored with its best epoch so far and marked
+    ``"finished": False``.
+    """
     trained = train_run(
         data,
         loss,
@@ -75,6 +83,7 @@ def train_and_score(
         retrain=retrain,
         verbose=verbose,
         precision=precision,
+        deadline=deadline,
     )
     scores = score_run(data, trained.model, batch_size=profile.batch_size)
     del scores["probabilities"]
@@ -86,6 +95,7 @@ def train_and_score(
         "best_epoch": int(trained.best_epoch),
         "wall_time_s": float(trained.wall_time_s),
         "loaded_from_cache": bool(trained.loaded_from_cache),
+        "finished": bool(trained.finished),
         "train_images": int(len(data.idx_fit)),
         "val_images": int(len(data.idx_val)),
         "test_images": int(len(data.dataset.y_test)),
@@ -100,6 +110,7 @@ def train_and_score(
 def format_row(row: dict[str, Any]) -> str:
     """One printed line per run."""
     cached = "  (loaded)" if row["loaded_from_cache"] else ""
+    cached += "" if row.get("finished", True) else "  (unfinished: best epoch so far)"
     return (
         f"{row['loss']:<12} seed {row['seed']}: true acc {row['true_accuracy']:.3f}  "
         f"pseudo acc {row['pseudo_accuracy']:.3f} (expected {row['expected_pseudo_accuracy']:.3f})  "
@@ -116,11 +127,13 @@ def run_queue(
     max_per_class: int | None = None,
     verbose: bool = True,
     command: str | None = None,
+    deadline: float | None = None,
 ) -> list[dict[str, Any]]:
     """Train (or load, or resume) every run in ``specs`` in order; record each; return rows.
 
     Before each run it prints how many runs remain and, once one has been trained, an
-    estimate of the time they need.
+    estimate of the time they need. With a ``deadline`` (``time.time()``) no run starts
+    after it, and the run it interrupts is recorded unfinished; summaries leave such runs out.
     """
     manifest = run_manifest(profile)
     print(format_manifest(manifest), flush=True)
@@ -128,6 +141,9 @@ def run_queue(
     extra = {"device": manifest["device"], "command": command, "max_per_class": max_per_class}
     rows, variants, trained = [], {}, []
     for number, spec in enumerate(specs, 1):
+        if deadline is not None and time.time() >= deadline:
+            print(f"time is up: {len(specs) - number + 1} runs not started", flush=True)
+            break
         run_profile = spec.profile(profile)
         left = [s.profile(profile).image_size for s in specs[number - 1 :]]
         estimate = estimate_seconds(trained, left)
@@ -145,6 +161,7 @@ def run_queue(
             retrain=retrain,
             verbose=verbose,
             precision=spec.precision,
+            deadline=deadline,
         )
         key = spec.key(profile, row["precision"])
         record(
@@ -161,6 +178,9 @@ def run_queue(
         if not row["loaded_from_cache"]:
             trained.append((run_profile.image_size, row["wall_time_s"]))
         rows.append(row)
+        if not row["finished"]:
+            print(f"time is up: {len(specs) - number} runs not started", flush=True)
+            break
         variants.setdefault(key.replace(f"/seed{spec.seed}", "/summary"), []).append(row)
     for key, group in variants.items():
         summary = summarise(group)
@@ -249,6 +269,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log", type=Path, default=None, help="also append every printed line to this file"
     )
+    parser.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        help="stop after this many hours, at the end of the last epoch that fits; the "
+        "interrupted run is recorded unfinished and the same command resumes it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return parser.parse_args(argv)
 
@@ -265,8 +292,14 @@ def queue_from_args(args: argparse.Namespace, profile: Profile) -> list[RunSpec]
     for spec in specs:
         if spec.loss not in valid:
             raise ValueError(f"Unknown loss {spec.loss!r} in {spec.describe()!r}: use {valid}.")
-        spec.profile(profile)  # unknown fields and bad values fail here, not hours later
+        # Unknown fields and bad values fail here, not hours later.
+        run_profile = spec.profile(profile)
         resolve_precision(spec.precision)
+        if args.hours is not None and not run_profile.checkpoint:
+            raise ValueError(
+                f"--hours needs checkpoints, or an unfinished run is lost: {spec.describe()!r} "
+                f"runs the {profile.name!r} profile without them (add checkpoint=true)."
+            )
     return specs
 
 
@@ -277,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python scripts/sweep_losses.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
+    if args.hours is not None and not args.hours > 0:
+        print(f"error: --hours must be positive, not {args.hours}", file=sys.stderr)
+        return 2
     try:
         specs = queue_from_args(args, profile)
     except (ValueError, OSError) as err:
@@ -286,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.log is not None:
         sys.stdout = Tee(console, args.log)  # type: ignore[assignment]
     start = time.perf_counter()
+    deadline = None if args.hours is None else time.time() + args.hours * 3600
     try:
         run_queue(
             profile,
@@ -295,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_per_class=args.max_per_class,
             verbose=not args.quiet,
             command=command,
+            deadline=deadline,
         )
         print(f"Sweep finished in {(time.perf_counter() - start) / 60:.1f} min.", flush=True)
     finally:

@@ -206,3 +206,28 @@ def test_a_head_with_an_extra_output_is_also_scored_on_the_real_classes(monkeypa
     assert row["true_accuracy_real_classes"] == 0.75 and row["extra_output_share"] == 0.75
     monkeypatch.setattr(helpers.training, "predict_proba", lambda m, x, batch_size: scores[:, :3])
     assert "true_accuracy_real_classes" not in score_run(exp, model=None)
+
+
+def test_an_unfinished_run_is_kept_apart_and_said_as_how_far_it_got(store):
+    recipe = next(arm for arm in ARMS if arm.factor == "(e) original recipe")
+    _store(store, "article/seed0/recipe", "article", 0, 0.72, dict(recipe.overrides),
+           finished=False, wall_time_s=5400.0)  # fmt: skip
+    _store(store, "article/seed1/recipe", "article", 1, 0.70, dict(recipe.overrides))
+    results = {r.arm.label: r for r in gather_arms("laptop", store)}
+    arm = results[recipe.label]
+    assert arm.seeds == (1,) and arm.accuracies == (0.70,)  # only finished runs count
+    (stopped,) = arm.unfinished
+    assert (stopped.seed, stopped.epochs, stopped.max_epochs) == (0, 10, 200)
+    assert stopped.describe() == "stopped after 10 of at most 200 epochs (1.5 h): 72.0% so far"
+    assert "s0 stopped after 10 of at most 200" in format_ablation(list(results.values()))
+    assert (recipe, 0) in missing_runs(list(results.values()))  # still to finish
+
+    from helpers.gap import quotable
+
+    only = {k: v for k, v in results.items() if k != recipe.label}
+    only[recipe.label] = type(arm)(recipe, (), (), (), (), arm.unfinished)
+    values = quotable(list(only.values()))
+    assert values["gap_original"] == f"{stopped.describe()} (seed 0)"
+    fig = plot_ablation(list(only.values()))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "unfinished (10 of ≤200 epochs)" in texts

@@ -7,14 +7,18 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from helpers.experiment import prepare_experiment, training_labels
+from helpers.experiment import load_sweep, prepare_experiment, training_labels
+from helpers.gap import Arm, format_ablation, gather_arms
 from helpers.profiles import get_profile
 from helpers.results import load_results
+from helpers.runs import parse_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "sweep_losses.py"
@@ -184,3 +188,53 @@ def test_a_bad_queue_fails_before_any_training(tmp_path, capsys):
     runs.write_text("loss=hinge seed=0\n")
     assert sweep.main(["--profile", "smoke", "--runs", str(runs), "--quiet"]) == 2
     assert "Unknown loss 'hinge'" in capsys.readouterr().err
+
+
+def test_a_time_budget_leaves_a_run_unfinished_and_the_same_queue_finishes_it(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("BOOK_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    specs = parse_runs(
+        "loss=article seed=0 checkpoint=true max_epochs=2 patience=2\nloss=nn seed=0\n"
+    )
+    profile = get_profile("smoke")
+    # The queue's clock reads 0 and the deadline is 1: the first run starts, and its first
+    # epoch ends (on the real clock, which the training sees) past the deadline.
+    monkeypatch.setattr(sweep, "time", SimpleNamespace(time=lambda: 0.0, perf_counter=time.perf_counter))  # fmt: skip
+    rows = sweep.run_queue(
+        profile, specs, results_dir=str(tmp_path), max_per_class=10, deadline=1.0
+    )
+    out = capsys.readouterr().out
+    assert len(rows) == 1 and rows[0]["finished"] is False and rows[0]["epochs"] == 1
+    assert "stopped at the deadline after epoch 1 of at most 2" in out
+    assert "(unfinished: best epoch so far)" in out and "time is up: 1 runs not started" in out
+
+    stored = load_results("smoke", tmp_path)[sweep.CHAPTER]
+    (key,) = stored  # recorded, and no summary of an unfinished run
+    value = stored[key]["value"]
+    assert value["finished"] is False and 0.0 <= value["true_accuracy"] <= 1.0
+    assert load_sweep("smoke", tmp_path, overrides=value["overrides"]) == []
+    (arm,) = gather_arms("smoke", tmp_path, [Arm("budget", "test", overrides=value["overrides"])])
+    assert arm.n == 0 and arm.unfinished[0].epochs == 1 and arm.unfinished[0].max_epochs == 2
+    assert "stopped after 1 of at most 2 epochs" in format_ablation([arm])
+    run = tmp_path / "artifacts" / "smoke" / f"tensorflow-{value['precision']}"
+    # Only the checkpoint (max_epochs=2 is smoke's own, so not in the name), no finished run.
+    assert [p.name for p in run.iterdir()] == [
+        ".complementary-article-cap10-patience2-seed0.partial"
+    ]
+
+    monkeypatch.setattr(sweep, "time", time)
+    (row,) = sweep.run_queue(profile, specs[:1], results_dir=str(tmp_path), max_per_class=10)
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert row["finished"] is True and row["epochs"] == 2
+    assert load_results("smoke", tmp_path)[sweep.CHAPTER][key]["value"]["finished"] is True
+
+
+def test_a_time_budget_needs_checkpoints_and_a_positive_length(tmp_path, capsys):
+    runs = tmp_path / "runs.txt"
+    runs.write_text("loss=nn seed=0\n")
+    argv = ["--profile", "smoke", "--runs", str(runs), "--quiet"]
+    assert sweep.main([*argv, "--hours", "1"]) == 2
+    assert "--hours needs checkpoints" in capsys.readouterr().err
+    assert sweep.main([*argv, "--hours", "0"]) == 2
+    assert "--hours must be positive" in capsys.readouterr().err

@@ -427,6 +427,40 @@ def test_a_checkpoint_of_other_settings_is_discarded(tmp_path, capsys):
     assert checkpoint.load_checkpoint(run, {"learning_rate": 5e-4}) is None  # nothing left
 
 
+class _FakeModel:
+    stop_training = False
+
+
+def test_stop_at_deadline_stops_only_a_run_that_would_go_on(monkeypatch):
+    from helpers import checkpoint
+
+    clock = iter([0.0, 10.0, 10.0, 30.0])  # epochs of 10 s and 20 s
+    monkeypatch.setattr(checkpoint.time, "time", lambda: next(clock))
+    timer = checkpoint.StopAtDeadline(deadline=45.0, max_epochs=5)
+    timer.set_model(_FakeModel())
+    timer.on_epoch_begin(0)
+    timer.on_epoch_end(0)  # 10 + 10 <= 45: go on
+    assert not timer.model.stop_training and not timer.reached
+    timer.on_epoch_begin(1)
+    timer.on_epoch_end(1)  # the next epoch, as slow as the slowest, would end at 50 > 45
+    assert timer.model.stop_training and timer.reached and timer.longest == 20.0
+
+    for epoch, stopped in ((4, False), (1, True)):  # the last epoch, or early stopping's own stop
+        clock = iter([0.0, 100.0])
+        timer = checkpoint.StopAtDeadline(deadline=50.0, max_epochs=5)
+        timer.set_model(_FakeModel())
+        timer.model.stop_training = stopped
+        timer.on_epoch_begin(epoch)
+        timer.on_epoch_end(epoch)
+        assert not timer.reached  # the run is finished, not interrupted
+
+
+def test_a_deadline_needs_a_checkpointing_profile():
+    x, y = colour_images(8)
+    with pytest.raises(ValueError, match="deadline needs checkpoints"):
+        train_model("late", x, y, x, y, profile=replace(TINY, checkpoint=False), deadline=0.0)
+
+
 class _Started(Exception):
     pass
 

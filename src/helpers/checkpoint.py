@@ -14,6 +14,10 @@ half-finished run never looks finished.
 model, restores the state and continues with the next epoch. The input pipeline draws each
 batch from ``(seed, epoch, batch)`` alone, so the resumed epochs see the same batches as an
 uninterrupted run would, and the result is the same.
+
+:class:`StopAtDeadline` ends a session's training on time (a Colab session, a CPU budget):
+after the last epoch that fits, with the checkpoint in place, so the run is *unfinished*
+rather than finished early, and the same command continues it later.
 """
 
 from __future__ import annotations
@@ -199,3 +203,28 @@ class EpochRecorder(keras.callbacks.Callback):  # type: ignore[misc]
                 "python_random": random.getstate(),
             }
             write_json(tmp / STATE, state)
+
+
+class StopAtDeadline(keras.callbacks.Callback):  # type: ignore[misc]
+    """Stops training after the last epoch that ends before ``deadline`` (``time.time()``).
+
+    An epoch is assumed to take as long as the slowest one so far; training stops when the
+    next would end past the deadline. ``reached`` then says the run is unfinished (and not
+    stopped by early stopping or its epoch budget). Put it after :class:`EpochRecorder`, so
+    the checkpoint of the last epoch records the run as still going.
+    """
+
+    def __init__(self, deadline: float, max_epochs: int) -> None:
+        super().__init__()
+        self.deadline, self.max_epochs = deadline, max_epochs
+        self.longest, self.reached = 0.0, False
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        self.longest = max(self.longest, now - self.started)
+        done = self.model.stop_training or epoch + 1 >= self.max_epochs
+        if not done and now + self.longest > self.deadline:
+            self.model.stop_training, self.reached = True, True

@@ -105,6 +105,7 @@ def train_run(
     retrain: bool = False,
     verbose: bool = True,
     precision: str | None = None,
+    deadline: float | None = None,
 ) -> Any:
     """Train (or load) the model for ``loss`` and ``seed``; returns a ``TrainedModel``.
 
@@ -114,6 +115,7 @@ def train_run(
     cross-entropy, the test images' complementary labels otherwise) when
     ``profile.stop_on == "test"``; the validation images stay out of training either way.
     ``profile.extra_outputs`` adds logits that no label names (the original's 4-output head).
+    ``deadline`` may leave the run unfinished (``helpers.training.train_model``).
     """
     from helpers.training import train_model
 
@@ -135,6 +137,7 @@ def train_run(
         retrain=retrain,
         verbose=verbose,
         precision=precision,
+        deadline=deadline,
     )
 
 
@@ -219,8 +222,9 @@ def load_sweep(
 
     Only runs of one ``precision``, one class list and the same profile ``overrides`` (none by
     default) are returned, so a table built from them never mixes settings; rows recorded
-    before these fields existed count as float32, default classes, no overrides. Each row
-    carries the run's ``date`` and ``device`` from the results store beside its scores.
+    before these fields existed count as float32, default classes, no overrides. Runs a
+    time budget left unfinished (``"finished": false``) are left out. Each row carries the
+    run's ``date`` and ``device`` from the results store beside its scores.
     """
     entries = load_results(profile, directory).get(SWEEP_CHAPTER, {})
     wanted = (precision, list(classes), overrides or {})
@@ -234,7 +238,7 @@ def load_sweep(
             value.get("classes", list(DEFAULT_CLASSES)),
             value.get("overrides", {}),
         )
-        if settings == wanted:
+        if settings == wanted and value.get("finished", True):
             rows.append({**value, "date": entry.get("date"), "device": entry.get("device")})
     return rows
 

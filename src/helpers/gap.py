@@ -74,14 +74,37 @@ ARMS: tuple[Arm, ...] = (
 
 
 @dataclass(frozen=True)
+class Unfinished:
+    """A run a time budget stopped (``sweep_losses.py --hours``): how far it got."""
+
+    seed: int
+    accuracy: float  # true test accuracy of its best epoch so far
+    epochs: int
+    max_epochs: int
+    wall_s: float
+
+    def describe(self) -> str:
+        """E.g. ``"stopped after 12 of at most 200 epochs (0.9 h): 70.3% so far"``."""
+        return (
+            f"stopped after {self.epochs} of at most {self.max_epochs} epochs "
+            f"({self.wall_s / 3600:.1f} h): {self.accuracy:.1%} so far"
+        )
+
+
+@dataclass(frozen=True)
 class ArmResult:
-    """An arm's recorded runs: true test accuracy, epochs and wall time per seed."""
+    """An arm's recorded runs: true test accuracy, epochs and wall time per seed.
+
+    Only finished runs count in ``seeds``, ``accuracies`` and the statistics; runs a time
+    budget stopped are kept apart in ``unfinished``.
+    """
 
     arm: Arm
     seeds: tuple[int, ...]
     accuracies: tuple[float, ...]
     epochs: tuple[int, ...]
     wall_s: tuple[float, ...] = ()
+    unfinished: tuple[Unfinished, ...] = ()
 
     @property
     def n(self) -> int:
@@ -127,12 +150,13 @@ def gather_arms(
 
     A run belongs to an arm when its loss, its precision, the default classes and its
     overridden profile fields all match; the results folder must hold runs of one machine.
+    Runs recorded unfinished (``"finished": false``) go to ``ArmResult.unfinished``.
     """
     rows = [entry["value"] for entry in _sweep_entries(profile, directory).values()]
     results = []
     for arm in arms:
         wanted = _tag(profile, arm.overrides)
-        mine = sorted(
+        matching = sorted(
             (
                 r
                 for r in rows
@@ -143,6 +167,14 @@ def gather_arms(
             ),
             key=lambda r: r["seed"],
         )
+        mine = [r for r in matching if r.get("finished", True)]
+        budget = override_profile(get_profile(profile), arm.overrides).max_epochs
+        stopped = tuple(
+            Unfinished(int(r["seed"]), float(r["true_accuracy"]), int(r["epochs"]), budget,
+                       float(r.get("wall_time_s", float("nan"))))
+            for r in matching
+            if not r.get("finished", True)
+        )  # fmt: skip
         results.append(
             ArmResult(
                 arm,
@@ -150,6 +182,7 @@ def gather_arms(
                 tuple(float(r["true_accuracy"]) for r in mine),
                 tuple(int(r["epochs"]) for r in mine),
                 tuple(float(r.get("wall_time_s", float("nan"))) for r in mine),
+                stopped,
             )
         )
     return results
@@ -172,13 +205,17 @@ def format_ablation(results: Sequence[ArmResult]) -> str:
     lines = [f"{'factor':<20} {'arm':<52} {'n':>2}  {'true accuracy':>15}  epochs  per seed"]
     for r in results:
         if not r.n:
-            lines.append(f"{r.arm.factor:<20} {r.arm.label:<52} {0:>2}  {'not run':>15}")
-            continue
-        per_seed = ", ".join(f"s{s} {a:.1%}" for s, a in zip(r.seeds, r.accuracies, strict=True))
-        lines.append(
-            f"{r.arm.factor:<20} {r.arm.label:<52} {r.n:>2}  {r.mean:>6.1%} ± {r.sd:>5.1%}  "
-            f"{np.mean(r.epochs):>6.1f}  {per_seed}"
-        )
+            status = "unfinished" if r.unfinished else "not run"
+            lines.append(f"{r.arm.factor:<20} {r.arm.label:<52} {0:>2}  {status:>15}")
+        else:
+            per_seed = ", ".join(
+                f"s{s} {a:.1%}" for s, a in zip(r.seeds, r.accuracies, strict=True)
+            )
+            lines.append(
+                f"{r.arm.factor:<20} {r.arm.label:<52} {r.n:>2}  {r.mean:>6.1%} ± {r.sd:>5.1%}  "
+                f"{np.mean(r.epochs):>6.1f}  {per_seed}"
+            )
+        lines += [f"{'':<20}   s{u.seed} {u.describe()}" for u in r.unfinished]
     return "\n".join(lines)
 
 
@@ -225,7 +262,11 @@ def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
     baseline, the gap and the arm that closes most of it (or that none has run)."""
 
     def mean(r: ArmResult) -> str:
-        return f"{r.mean:.1%} ({r.n} seed{'s' if r.n != 1 else ''})" if r.n else "not run yet"
+        if r.n:
+            return f"{r.mean:.1%} ({r.n} seed{'s' if r.n != 1 else ''})"
+        if r.unfinished:  # how far the time budget let it get
+            return f"{r.unfinished[0].describe()} (seed {r.unfinished[0].seed})"
+        return "not run yet"
 
     found = gap_closed(results)
     by_label = {r.arm.label: r for r in results}
@@ -253,7 +294,7 @@ def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int =
     """Per arm, each seed's true test accuracy (dots) and the mean ± sd, beside references.
 
     The original's two accuracies and chance (``1 / num_classes``) are drawn as vertical
-    lines; arms without runs are listed as "not run".
+    lines; arms without runs are listed as "not run", unfinished runs drawn hollow.
     """
     fig = Figure(figsize=(8.0, 0.36 * len(results) + 1.4), dpi=dpi)
     ax = fig.add_subplot()
@@ -263,7 +304,12 @@ def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int =
         if r.n:
             ax.errorbar(r.mean, y, xerr=r.sd, fmt="s", color=colour, capsize=3, ms=6)
             ax.scatter(r.accuracies, [y] * r.n, s=16, color="k", zorder=3, alpha=0.6)
-        else:
+        for u in r.unfinished:  # hollow: the best epoch so far of a run still to finish
+            ax.scatter([u.accuracy], [y], s=30, facecolors="none", edgecolors=colour, zorder=3)
+            ax.annotate(f"unfinished ({u.epochs} of ≤{u.max_epochs} epochs)", (u.accuracy, y),
+                        xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
+                        color="0.4")  # fmt: skip
+        if not r.n and not r.unfinished:
             ax.text(1 / num_classes + 0.02, y, "not run yet", va="center", color="0.5", fontsize=9)
     references = (
         (ORIGINAL["article"], "original, article loss", "tab:orange"),

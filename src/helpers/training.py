@@ -87,6 +87,9 @@ class TrainedModel:
         Where the run's artifacts live.
     meta
         What was trained how: loss, seed, image counts, BatchNorm handling, ...
+    finished
+        ``False`` for a run stopped by ``train_model``'s ``deadline``: the model holds its
+        best epoch so far, and the checkpoint, not a finished run, is on disk.
     """
 
     model: keras.Model
@@ -97,6 +100,7 @@ class TrainedModel:
     loaded_from_cache: bool
     directory: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    finished: bool = True
 
 
 def resolve_loss(loss: str | keras.losses.Loss, num_classes: int) -> tuple[Any, str, str]:
@@ -231,6 +235,7 @@ def train_model(
     monitor_batch_stats: bool = True,
     precision: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    deadline: float | None = None,
 ) -> TrainedModel:
     """Train Xception on uint8 images (or load the finished run saved earlier).
 
@@ -276,6 +281,12 @@ def train_model(
         else ``auto``; see ``helpers.precision``). Part of the run's identity.
     callbacks
         Extra Keras callbacks, called after the book's own (which checkpoint first).
+    deadline
+        A ``time.time()`` by which this call should return: training stops after the last
+        epoch that ends before it (``helpers.checkpoint.StopAtDeadline``) and, unless the run
+        was done anyway, returns it *unfinished* (``finished=False``): nothing is saved as
+        finished, and the same call later resumes from the checkpoint. Needs
+        ``profile.checkpoint``.
 
     Returns
     -------
@@ -289,6 +300,11 @@ def train_model(
         or a saved run of this name that was trained on other data or settings.
     """
     _check_inputs(x_train, y_train, x_val, y_val)
+    if deadline is not None and not profile.checkpoint:
+        raise ValueError(
+            f"a deadline needs checkpoints, or the unfinished epochs are lost: the "
+            f"{profile.name!r} profile does not checkpoint (override checkpoint=True)"
+        )
     policy = resolve_precision(precision).policy
     directory = run_directory(name, profile, seed, policy)
     x_train, y_train = cap_training_set(x_train, y_train, profile.max_train_images, seed)
@@ -352,6 +368,8 @@ def train_model(
         )
         if resumed:
             print(f"resuming after epoch {done} from {resumed.directory.name}", flush=True)
+    timer = None if deadline is None else checkpoint.StopAtDeadline(deadline, profile.max_epochs)
+    own += [timer] if timer else []
     batches = AugmentedBatches(x_train, y_train, profile.batch_size, seed=seed)
     batches.epoch = done  # each epoch's batches depend on (seed, epoch): same as uninterrupted
     if resumed and (resumed.stop or done >= profile.max_epochs):
@@ -374,6 +392,17 @@ def train_model(
     meta = {**request, "epochs_run": epochs_run, "best_epoch": best, "wall_time_s": wall}
     meta.update(train_images=len(x_train), val_images=len(x_val), keras=keras.__version__)
     meta.update(resumed_after_epoch=done if resumed else None)
+    if timer is not None and timer.reached:
+        if stopper.best_weights is not None:  # the best epoch so far, as a finished run has
+            trainer.set_weights(stopper.best_weights)
+        if verbose:
+            print(
+                f"stopped at the deadline after epoch {epochs_run} of at most "
+                f"{profile.max_epochs} (best so far: {best}); unfinished, the same call resumes it",
+                flush=True,
+            )
+        meta["finished"] = False
+        return TrainedModel(model, history, epochs_run, best, wall, False, directory, meta, False)
     artifacts.save_run(directory, model, history, meta)
     checkpoint.discard(directory)
     if verbose:
