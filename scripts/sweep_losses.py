@@ -51,7 +51,7 @@ from helpers.experiment import (
 from helpers.manifest import format_manifest, run_manifest
 from helpers.precision import CHOICES, resolve_precision
 from helpers.profiles import Profile, get_profile, parse_overrides
-from helpers.results import record
+from helpers.results import load_results, record
 from helpers.runs import RunSpec, estimate_seconds, grid, parse_runs
 
 CHAPTER = SWEEP_CHAPTER  # where the runs are recorded (and where chapters read them)
@@ -139,7 +139,9 @@ def run_queue(
     print(format_manifest(manifest), flush=True)
     experiments: dict[tuple[Any, ...], Experiment] = {}
     extra = {"device": manifest["device"], "command": command, "max_per_class": max_per_class}
-    rows, variants, trained = [], {}, []
+    rows: list[dict[str, Any]] = []
+    variants: dict[str, None] = {}  # the summary keys, in order
+    trained: list[tuple[int, float]] = []
     for number, spec in enumerate(specs, 1):
         if deadline is not None and time.time() >= deadline:
             print(f"time is up: {len(specs) - number + 1} runs not started", flush=True)
@@ -181,8 +183,9 @@ def run_queue(
         if not row["finished"]:
             print(f"time is up: {len(specs) - number} runs not started", flush=True)
             break
-        variants.setdefault(key.replace(f"/seed{spec.seed}", "/summary"), []).append(row)
-    for key, group in variants.items():
+        variants[key.replace(f"/seed{spec.seed}", "/summary")] = None
+    for key in variants:
+        group = recorded_variant(profile.name, results_dir, key)  # earlier queues' seeds too
         summary = summarise(group)
         record(
             CHAPTER, key, summary[group[0]["loss"]], profile=profile.name, directory=results_dir,
@@ -190,6 +193,21 @@ def run_queue(
         )  # fmt: skip
         print(f"{key.replace('/summary', '')}:\n{format_summary(summary)}", flush=True)
     return rows
+
+
+def recorded_variant(
+    profile: str, results_dir: str | None, summary_key: str
+) -> list[dict[str, Any]]:
+    """Every finished run recorded for the variant of ``summary_key`` (``<loss>/summary/...``),
+    whichever queue ran it, so that a summary counts all seeds of its settings."""
+    entries = load_results(profile, results_dir).get(CHAPTER, {})
+    return [
+        entry["value"]
+        for key, entry in sorted(entries.items())
+        if "/seed" in key
+        and key.replace(f"/seed{entry['value']['seed']}", "/summary") == summary_key
+        and entry["value"].get("finished", True)
+    ]
 
 
 class Tee:

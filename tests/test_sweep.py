@@ -17,7 +17,7 @@ import pytest
 from helpers.experiment import load_sweep, prepare_experiment, training_labels
 from helpers.gap import Arm, format_ablation, gather_arms
 from helpers.profiles import get_profile
-from helpers.results import load_results
+from helpers.results import load_results, record
 from helpers.runs import parse_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,11 +223,18 @@ def test_a_time_budget_leaves_a_run_unfinished_and_the_same_queue_finishes_it(
         ".complementary-article-cap10-patience2-seed0.partial"
     ]
 
+    # A seed an earlier queue recorded belongs in the summary the next queue writes.
+    earlier = {**value, "seed": 5, "finished": True, "true_accuracy": 0.5}
+    record(sweep.CHAPTER, key.replace("seed0", "seed5"), earlier, profile="smoke",
+           directory=tmp_path)  # fmt: skip
     monkeypatch.setattr(sweep, "time", time)
     (row,) = sweep.run_queue(profile, specs[:1], results_dir=str(tmp_path), max_per_class=10)
     assert "resuming after epoch 1" in capsys.readouterr().out
     assert row["finished"] is True and row["epochs"] == 2
-    assert load_results("smoke", tmp_path)[sweep.CHAPTER][key]["value"]["finished"] is True
+    stored = load_results("smoke", tmp_path)[sweep.CHAPTER]
+    assert stored[key]["value"]["finished"] is True
+    summary = stored[key.replace("seed0", "summary")]["value"]
+    assert summary["seeds"] == [0, 5] and summary["n"] == 2
 
 
 def test_a_time_budget_needs_checkpoints_and_a_positive_length(tmp_path, capsys):
