@@ -220,6 +220,10 @@ def test_an_unfinished_run_is_kept_apart_and_said_as_how_far_it_got(store):
     assert (stopped.seed, stopped.epochs, stopped.max_epochs) == (0, 10, 200)
     assert stopped.describe() == "stopped after 10 of at most 200 epochs (1.5 h): 72.0% so far"
     assert "s0 stopped after 10 of at most 200" in format_ablation(list(results.values()))
+    assert arm.epoch_minutes == pytest.approx(5400 / 10 / 60)  # the one with a wall time
+    base = results["laptop settings (96 px)"]
+    assert base.epoch_minutes == pytest.approx((180 / 10 + 300 / 11) / 2 / 60)
+    assert math.isnan(results["299 px"].epoch_minutes)
     assert (recipe, 0) in missing_runs(list(results.values()))  # still to finish
 
     from helpers.gap import quotable

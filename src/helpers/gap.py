@@ -122,6 +122,14 @@ class ArmResult:
         return float(np.mean(self.wall_s)) / 60 if self.wall_s else float("nan")
 
     @property
+    def epoch_minutes(self) -> float:
+        """Mean training time of one epoch, unfinished runs included (NaN without timed runs)."""
+        walls = [*self.wall_s, *(u.wall_s for u in self.unfinished)]
+        epochs = [*self.epochs, *(u.epochs for u in self.unfinished)]
+        per_epoch = [w / e for w, e in zip(walls, epochs, strict=True) if np.isfinite(w) and e]
+        return float(np.mean(per_epoch)) / 60 if per_epoch else float("nan")
+
+    @property
     def sd(self) -> float:
         """Sample standard deviation over seeds (0 for one seed, NaN without runs)."""
         if not self.n:
