@@ -178,13 +178,20 @@ def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
     assert values["gap_baseline"] == "65.0%" and values["gap_target"] == "91.41%"
     assert values["gap_size160"] == "80.0% (1 seed)" and values["gap_size299"] == "not run yet"
     assert values["gap_regular"] == "95.0% (1 seed)"
-    assert values["gap_largest"].startswith("160 px, which closes")
+    assert values["gap_largest"].startswith("160 px, which closes (")
+    left = ORIGINAL["article"] - 0.80
+    assert values["gap_remaining"] == f"{left * 100:.1f} points"
     assert values["gap_arms_run"] == "3" and values["gap_arms_total"] == str(len(ARMS) - 4)
     lone = tmp_path_factory.mktemp("lone")
     _store(lone, "article/seed0", "article", 0, 0.6)
     assert quotable(gather_arms("laptop", lone))["gap_largest"] == "none has run yet"
+    assert quotable(gather_arms("laptop", lone))["gap_remaining"].startswith("all of it (")
     _store(lone, "article/seed0/patience15", "article", 0, 0.5, {"patience": 15})
     assert quotable(gather_arms("laptop", lone))["gap_largest"].startswith("none moves it closer")
+    _store(lone, "article/seed0/learning_rate0.0001", "article", 0, 0.95, {"learning_rate": 1e-4})
+    values = quotable(gather_arms("laptop", lone))
+    assert values["gap_largest"].startswith("learning rate 1e-4, which more than closes the gap")
+    assert values["gap_remaining"] == "none: that arm alone reaches the original's accuracy"
 
 
 def test_a_head_with_an_extra_output_is_also_scored_on_the_real_classes(monkeypatch):

@@ -267,7 +267,8 @@ QUOTED = {
 
 def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
     """The chapter's sentences' values, as text: each arm's mean and seed count, the
-    baseline, the gap and the arm that closes most of it (or that none has run)."""
+    baseline, the gap, the arm that closes most of it (or that none has run) and how much
+    of the gap that arm leaves."""
 
     def mean(r: ArmResult) -> str:
         if r.n:
@@ -287,6 +288,7 @@ def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
     values["gap_arms_total"] = str(len(article))
     shares = found["shares"]
     best = max(shares, key=shares.get, default=None)
+    values["gap_remaining"] = f"all of it ({found['gap'] * 100:.1f} points)"
     if best is None:
         values["gap_largest"] = "none has run yet"
     elif shares[best] <= 0:
@@ -294,7 +296,14 @@ def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
             "none moves it closer: every arm run so far leaves it lower or equal"
         )
     else:
-        values["gap_largest"] = f"{best}, which closes {shares[best]:.0%} of the gap"
+        closes = "more than closes the gap" if shares[best] >= 1 else "closes"
+        values["gap_largest"] = f"{best}, which {closes} ({shares[best]:.0%} of it)"
+        left = (1 - shares[best]) * found["gap"]
+        values["gap_remaining"] = (
+            "none: that arm alone reaches the original's accuracy"
+            if left <= 0
+            else f"{left * 100:.1f} points"
+        )
     return values
 
 
