@@ -9,7 +9,9 @@ import pytest
 from helpers.gap import (
     ARMS,
     ORIGINAL,
+    QUOTED,
     Arm,
+    arm_named,
     format_ablation,
     gap_closed,
     gather_arms,
@@ -115,6 +117,10 @@ def test_every_arm_is_a_valid_queue_line_with_its_own_key():
         parse_run(Arm("x", "y", overrides={"stop_on": "test"}).run_line(1)).key(base, "float32")
         == "article/seed1/stop_ontest"
     )
+    assert [arm.key(0) for arm in ARMS] == keys
+    assert arm_named(QUOTED["lr5"]).key(2) == "article/seed2/learning_rate1e-05-max_epochs150"
+    with pytest.raises(KeyError, match="No arm 'lr 1e-3'; the arms are: laptop settings"):
+        arm_named("lr 1e-3")
 
 
 def test_stop_on_is_an_overridable_choice():

@@ -41,6 +41,12 @@ class Arm:
         parts = [f"loss={self.loss}", f"seed={seed}"]
         return " ".join(parts + [f"{k}={v}" for k, v in self.overrides.items()])
 
+    def key(self, seed: int, profile: str = "laptop", precision: str = "float32") -> str:
+        """The results-store key of the arm's run of ``seed`` (e.g. for :func:`recorded_curve`)."""
+        from helpers.runs import parse_run
+
+        return parse_run(self.run_line(seed)).key(get_profile(profile), precision)
+
 
 ARMS: tuple[Arm, ...] = (
     Arm("laptop settings (96 px)", "baseline"),
@@ -252,6 +258,14 @@ def gap_closed(results: Sequence[ArmResult], target: float = ORIGINAL["article"]
 
 
 # Short names of the arms the chapter quotes.
+def arm_named(label: str, arms: Sequence[Arm] = ARMS) -> Arm:
+    """The arm labelled ``label`` (a label of :data:`ARMS`, e.g. ``QUOTED["lr5"]``)."""
+    found = [arm for arm in arms if arm.label == label]
+    if not found:
+        raise KeyError(f"No arm {label!r}; the arms are: {', '.join(a.label for a in arms)}.")
+    return found[0]
+
+
 QUOTED = {
     "size160": "160 px",
     "size299": "299 px",
