@@ -12,6 +12,7 @@ from helpers.gap import (
     QUOTED,
     Arm,
     arm_named,
+    best_arm,
     format_ablation,
     gap_closed,
     gather_arms,
@@ -185,12 +186,14 @@ def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
     assert values["gap_size160"] == "80.0% (1 seed)" and values["gap_size299"] == "not run yet"
     assert values["gap_regular"] == "95.0% (1 seed)"
     assert values["gap_largest"].startswith("160 px, which closes (")
+    assert best_arm(gather_arms("laptop", store)).arm.label == "160 px"
     left = ORIGINAL["article"] - 0.80
     assert values["gap_remaining"] == f"{left * 100:.1f} points"
     assert values["gap_arms_run"] == "3" and values["gap_arms_total"] == str(len(ARMS) - 4)
     lone = tmp_path_factory.mktemp("lone")
     _store(lone, "article/seed0", "article", 0, 0.6)
     assert quotable(gather_arms("laptop", lone))["gap_largest"] == "none has run yet"
+    assert best_arm(gather_arms("laptop", lone)) is None
     assert quotable(gather_arms("laptop", lone))["gap_remaining"].startswith("all of it (")
     _store(lone, "article/seed0/patience15", "article", 0, 0.5, {"patience": 15})
     assert quotable(gather_arms("laptop", lone))["gap_largest"].startswith("none moves it closer")

@@ -257,6 +257,13 @@ def gap_closed(results: Sequence[ArmResult], target: float = ORIGINAL["article"]
     return {"baseline": base.mean, "gap": gap, "shares": shares}
 
 
+def best_arm(results: Sequence[ArmResult]) -> ArmResult | None:
+    """The article arm that closes most of the gap (:func:`gap_closed`), if any has run."""
+    shares = gap_closed(results)["shares"]
+    best = max(shares, key=shares.get, default=None)
+    return next(r for r in results if r.arm.label == best) if best is not None else None
+
+
 # Short names of the arms the chapter quotes.
 def arm_named(label: str, arms: Sequence[Arm] = ARMS) -> Arm:
     """The arm labelled ``label`` (a label of :data:`ARMS`, e.g. ``QUOTED["lr5"]``)."""
@@ -301,7 +308,8 @@ def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
     values["gap_arms_run"] = str(sum(1 for r in article if r.n))
     values["gap_arms_total"] = str(len(article))
     shares = found["shares"]
-    best = max(shares, key=shares.get, default=None)
+    top = best_arm(results)
+    best = top.arm.label if top is not None else None
     values["gap_remaining"] = f"all of it ({found['gap'] * 100:.1f} points)"
     if best is None:
         values["gap_largest"] = "none has run yet"
