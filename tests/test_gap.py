@@ -251,3 +251,7 @@ def test_an_unfinished_run_is_kept_apart_and_said_as_how_far_it_got(store):
     fig = plot_ablation(list(only.values()))
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "unfinished (10 of ≤200 epochs)" in texts
+    head4 = arm_named("4 outputs for 3 classes")
+    only[head4.label] = type(arm)(head4, (0,), (0.0,), (25,))
+    texts = [t.get_text() for t in plot_ablation(list(only.values())).axes[0].texts]
+    assert "← 0.0%, below the scale" in texts

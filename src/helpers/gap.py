@@ -333,16 +333,21 @@ def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int =
     """Per arm, each seed's true test accuracy (dots) and the mean ± sd, beside references.
 
     The original's two accuracies and chance (``1 / num_classes``) are drawn as vertical
-    lines; arms without runs are listed as "not run", unfinished runs drawn hollow.
+    lines; arms without runs are listed as "not run", unfinished runs drawn hollow, and an
+    arm whose mean falls below the scale (which starts just under chance) is marked at its edge.
     """
     fig = Figure(figsize=(8.0, 0.36 * len(results) + 1.4), dpi=dpi)
     ax = fig.add_subplot()
     rows = np.arange(len(results))[::-1]
+    low = 1 / num_classes - 0.05  # the scale starts just below chance
     for y, r in zip(rows, results, strict=True):
         colour = "tab:blue" if r.arm.loss == "crossentropy" else "tab:orange"
         if r.n:
             ax.errorbar(r.mean, y, xerr=r.sd, fmt="s", color=colour, capsize=3, ms=6)
             ax.scatter(r.accuracies, [y] * r.n, s=16, color="k", zorder=3, alpha=0.6)
+        if r.n and r.mean < low:  # e.g. the 4-output head, whose extra output always wins
+            ax.annotate(f"← {r.mean:.1%}, below the scale", (low, y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=8, color=colour)  # fmt: skip
         for u in r.unfinished:  # hollow: the best epoch so far of a run still to finish
             ax.scatter([u.accuracy], [y], s=30, facecolors="none", edgecolors=colour, zorder=3)
             ax.annotate(f"unfinished ({u.epochs} of ≤{u.max_epochs} epochs)", (u.accuracy, y),
@@ -360,7 +365,7 @@ def plot_ablation(results: Sequence[ArmResult], num_classes: int = 3, dpi: int =
     ax.set_yticks(rows, [r.arm.label for r in results])
     ax.set(
         xlabel="true test accuracy",
-        xlim=(1 / num_classes - 0.05, 1.0),
+        xlim=(low, 1.0),
         ylim=(-0.6, len(results) - 0.4),
     )
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
