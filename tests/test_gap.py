@@ -185,7 +185,8 @@ def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
     assert values["gap_baseline"] == "65.0%" and values["gap_target"] == "91.41%"
     assert values["gap_size160"] == "80.0% (1 seed)" and values["gap_size299"] == "not run yet"
     assert values["gap_regular"] == "95.0% (1 seed)"
-    assert values["gap_largest"].startswith("160 px, which closes (")
+    share = (0.80 - 0.65) / (ORIGINAL["article"] - 0.65)
+    assert values["gap_largest"] == f"160 px, which closes {share:.0%} of the gap"
     assert best_arm(gather_arms("laptop", store)).arm.label == "160 px"
     left = ORIGINAL["article"] - 0.80
     assert values["gap_remaining"] == f"{left * 100:.1f} points"

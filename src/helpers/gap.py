@@ -318,8 +318,11 @@ def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
             "none moves it closer: every arm run so far leaves it lower or equal"
         )
     else:
-        closes = "more than closes the gap" if shares[best] >= 1 else "closes"
-        values["gap_largest"] = f"{best}, which {closes} ({shares[best]:.0%} of it)"
+        values["gap_largest"] = (
+            f"{best}, which more than closes the gap ({shares[best]:.0%} of it)"
+            if shares[best] >= 1
+            else f"{best}, which closes {shares[best]:.0%} of the gap"
+        )
         left = (1 - shares[best]) * found["gap"]
         values["gap_remaining"] = (
             "none: that arm alone reaches the original's accuracy"
