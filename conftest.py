@@ -22,8 +22,11 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 if "CALTECH101_DIR" not in os.environ and SHARED.is_dir():
     os.environ["CALTECH101_DIR"] = str(SHARED)
 # A fresh folder per pytest run: models trained by an older checkout never leak into this one.
-_scratch = Path(tempfile.mkdtemp(prefix="wrong-labels-book-tests-"))
-os.environ.setdefault("BOOK_RESULTS_DIR", str(_scratch / "results"))
-os.environ.setdefault("BOOK_ARTIFACTS_DIR", str(_scratch / "artifacts"))
+# Parallel workers (pytest -n 2) inherit the first process's folder, so the chapters they run
+# share their models (helpers.artifacts.exclusive trains each once) and their results store.
+if not {"BOOK_RESULTS_DIR", "BOOK_ARTIFACTS_DIR"} <= os.environ.keys():
+    _scratch = Path(tempfile.mkdtemp(prefix="wrong-labels-book-tests-"))
+    os.environ.setdefault("BOOK_RESULTS_DIR", str(_scratch / "results"))
+    os.environ.setdefault("BOOK_ARTIFACTS_DIR", str(_scratch / "artifacts"))
 
 collect_ignore_glob = ["book/_build/*", "**/_build/*", ".venv/*", "artifacts/*"]

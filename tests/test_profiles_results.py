@@ -1,6 +1,9 @@
 """Run-profile selection and the results store."""
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -64,6 +67,23 @@ def test_record_merges_and_replaces(tmp_path):
     assert {k: v["value"] for k, v in data["data"].items()} == {"n_total": 639, "n_train": 511}
     assert value("regular", "accuracy", "smoke", directory=tmp_path) == 0.9
     assert value("data", "n_total", "laptop", directory=tmp_path) == 7
+
+
+def test_writers_at_once_keep_every_entry(tmp_path):
+    # Parallel chapters record into one store; without the lock, one writer's read-change-
+    # write drops what another wrote in between.
+    script = textwrap.dedent(f"""
+        import sys
+        from helpers.results import record
+        for i in range(40):
+            record("ch" + sys.argv[1], f"k{{i}}", i, profile="smoke", backend="tensorflow",
+                   directory={str(tmp_path)!r})
+    """)
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(w)]) for w in range(4)]
+    assert [w.wait(timeout=120) for w in writers] == [0] * 4
+    data = load_results("smoke", tmp_path)
+    assert {ch: len(keys) for ch, keys in data.items()} == {f"ch{w}": 40 for w in range(4)}
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
 
 
 def test_missing_results_give_defaults(tmp_path):

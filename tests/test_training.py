@@ -5,11 +5,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
+from filelock import FileLock, Timeout
 
 from helpers import artifacts, training
 from helpers.augment import (
@@ -255,6 +258,56 @@ def test_train_model_saves_reloads_and_guards_its_cache(capsys):
 
     with pytest.raises(ValueError, match="retrain=True"):
         train_model("tiny", x[:8], y[:8], x_val, y_val, profile=TINY, seed=0)  # other data
+
+
+def test_a_run_in_training_elsewhere_is_waited_for_then_loaded(capsys):
+    x, y = colour_images(16)
+    x_val, y_val = colour_images(8, seed=1)
+    directory = run_directory("tiny", TINY, 0)
+    first = {}
+    thread = threading.Thread(
+        target=lambda: first.update(run=train_model("tiny", x, y, x_val, y_val, profile=TINY))
+    )
+    thread.start()
+    probe = FileLock(directory.parent / f".{directory.name}.lock")
+    while thread.is_alive():  # until the other trainer holds the run's lock
+        try:
+            probe.acquire(timeout=0)
+        except Timeout:
+            break
+        probe.release()
+        time.sleep(0.02)
+    second = train_model("tiny", x, y, x_val, y_val, profile=TINY)
+    thread.join()
+    assert not first["run"].loaded_from_cache and second.loaded_from_cache
+    assert "another process is training this run; waiting" in capsys.readouterr().out
+    assert second.history == first["run"].history
+
+
+def test_the_run_lock_is_released_after_an_error_and_says_when_it_waits(tmp_path):
+    directory = tmp_path / "runs" / "m-seed0"
+    with pytest.raises(RuntimeError), artifacts.exclusive(directory):
+        raise RuntimeError("the training failed")
+    notes: list[str] = []
+    with artifacts.exclusive(directory, note=notes.append):  # free again: no wait, no note
+        pass
+    assert notes == []
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with artifacts.exclusive(directory):
+            held.set()
+            time.sleep(0.5)
+        done.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(timeout=10)
+    with artifacts.exclusive(directory, note=notes.append):
+        assert done.is_set()  # entered only once the holder let go
+    holder.join()
+    assert notes == ["m-seed0: another process is training this run; waiting for it"]
+    assert not artifacts.is_complete(directory) and not directory.exists()
 
 
 def test_train_model_with_a_complementary_loss():

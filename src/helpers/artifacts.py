@@ -5,6 +5,8 @@ One run's directory, ``artifacts_dir()/<profile>/<backend>-<precision>/<name>-se
 ``COMPLETE``. Everything is first written into a hidden temporary sibling directory that
 is renamed into place in one ``os.replace``; a run interrupted at any point therefore
 leaves either the previous complete run or nothing that :func:`is_complete` accepts.
+:func:`exclusive` lets one process at a time train a run, so two notebooks (or two test
+workers) that want the same model train it once.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import keras
+from filelock import FileLock, Timeout
 
 ARTIFACTS_ENV = "BOOK_ARTIFACTS_DIR"
 WEIGHTS = "model.weights.h5"
@@ -59,6 +62,29 @@ def run_dir(
 def is_complete(directory: Path) -> bool:
     """Whether ``directory`` holds a finished run (its marker file is there)."""
     return (directory / MARKER).is_file() and (directory / WEIGHTS).is_file()
+
+
+@contextmanager
+def exclusive(directory: Path, note: Callable[[str], None] | None = print) -> Iterator[None]:
+    """Hold the lock of one run while the block trains or loads it.
+
+    A second process that asks for the same run waits here (``note`` says so once) and then
+    finds it finished, instead of training it a second time beside the first. The lock is
+    the hidden file ``.<run>.lock`` beside the run's folder; the operating system releases
+    it if the process dies, so a killed run never blocks the next one.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory.parent / f".{directory.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if note is not None:
+            note(f"{directory.name}: another process is training this run; waiting for it")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def save_run(

@@ -2,8 +2,9 @@
 
 One JSON file per profile, ``book/results/<profile>.json``, shaped
 ``{"<chapter>": {"<key>": {"value": ..., "profile": ..., "backend": ..., ...}}}``.
-Writes are atomic (temporary file + ``os.replace``) and merge with what other chapters
-recorded, so no number in the book is ever typed by hand.
+Writes are atomic (temporary file + ``os.replace``), one writer at a time (a lock file
+beside the store), and merge with what other chapters recorded, so no number in the book
+is ever typed by hand.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 RESULTS_ENV = "BOOK_RESULTS_DIR"
 
@@ -74,18 +77,21 @@ def record(
     entry.update(extra)
     path = results_path(profile, directory)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = load_results(profile, directory)
-    data.setdefault(chapter, {})[key] = entry
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the store is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Read, change, write under a lock: two writers at once (parallel chapters, a training
+    # queue beside a notebook) would otherwise each drop the other's new entry.
+    with FileLock(path.parent / f".{path.name}.lock"):
+        data = load_results(profile, directory)
+        data.setdefault(chapter, {})[key] = entry
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.write("\n")
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the store is an ordinary file
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return entry
 
 

@@ -241,7 +241,9 @@ def train_model(
 
     With ``profile.checkpoint`` the training state is saved after every epoch, and a run
     that was interrupted continues from its last finished epoch (``helpers.checkpoint``)
-    with the same result as an uninterrupted run.
+    with the same result as an uninterrupted run. Two processes that ask for the same run
+    train it once: the second waits for the first and loads its result
+    (``helpers.artifacts.exclusive``).
 
     Parameters
     ----------
@@ -307,110 +309,118 @@ def train_model(
         )
     policy = resolve_precision(precision).policy
     directory = run_directory(name, profile, seed, policy)
-    x_train, y_train = cap_training_set(x_train, y_train, profile.max_train_images, seed)
-    loss_fn, metric, labels = resolve_loss(loss, num_classes)
-    steps = math.ceil(len(x_train) / profile.batch_size)
-    request = {
-        "name": name,
-        "profile": _training_fields(profile.as_dict()),
-        "backend": keras.backend.backend(),
-        "precision": policy,
-        "seed": seed,
-        "loss": loss if isinstance(loss, str) else type(loss).__name__,
-        "labels": labels,
-        "num_classes": num_classes,
-        "input_shape": list(x_train.shape[1:]),
-        "bn_momentum": float(bn_momentum),
-        "recalibrate_bn": recalibrate_bn,
-        "data": fingerprint(x_train, y_train, x_val, y_val),
-    }
-    if not retrain and artifacts.is_complete(directory):
-        return _load(directory, request, verbose)
-    if retrain:
-        checkpoint.discard(directory)
-    resumed = checkpoint.load_checkpoint(directory, request) if profile.checkpoint else None
+    # One process at a time per run: a second one waits, then loads what the first saved.
+    with artifacts.exclusive(directory, note=print if verbose else None):
+        x_train, y_train = cap_training_set(x_train, y_train, profile.max_train_images, seed)
+        loss_fn, metric, labels = resolve_loss(loss, num_classes)
+        steps = math.ceil(len(x_train) / profile.batch_size)
+        request = {
+            "name": name,
+            "profile": _training_fields(profile.as_dict()),
+            "backend": keras.backend.backend(),
+            "precision": policy,
+            "seed": seed,
+            "loss": loss if isinstance(loss, str) else type(loss).__name__,
+            "labels": labels,
+            "num_classes": num_classes,
+            "input_shape": list(x_train.shape[1:]),
+            "bn_momentum": float(bn_momentum),
+            "recalibrate_bn": recalibrate_bn,
+            "data": fingerprint(x_train, y_train, x_val, y_val),
+        }
+        if not retrain and artifacts.is_complete(directory):
+            return _load(directory, request, verbose)
+        if retrain:
+            checkpoint.discard(directory)
+        resumed = checkpoint.load_checkpoint(directory, request) if profile.checkpoint else None
 
-    keras.utils.set_random_seed(seed)
-    model = build_xception(
-        x_train.shape[1:], num_classes, bn_momentum=bn_momentum, seed=seed, precision=policy
-    )
-    trainer = compile_for_training(model, loss_fn, metric, profile)
-    best_weights = resumed.restore(trainer) if resumed else None
-    stopper = checkpoint.ResumableEarlyStopping(
-        monitor="val_loss",
-        patience=profile.patience,
-        restore_best_weights=True,
-        resume=resumed.early_stopping if resumed else None,
-        best_weights=best_weights,
-    )
-    recorder = checkpoint.EpochRecorder(
-        request, stopper, directory if profile.checkpoint else None, resumed
-    )
-    own: list[Any] = []
-    if recalibrate_bn:
-        own.append(RecalibrateBatchNorm(model, x_train, seed=seed))
-    if monitor_batch_stats:
-        own.append(
-            BatchStatsMonitor(
-                model, x_val, y_val, metric, profile.batch_size, profile.monitor_images
+        keras.utils.set_random_seed(seed)
+        model = build_xception(
+            x_train.shape[1:], num_classes, bn_momentum=bn_momentum, seed=seed, precision=policy
+        )
+        trainer = compile_for_training(model, loss_fn, metric, profile)
+        best_weights = resumed.restore(trainer) if resumed else None
+        stopper = checkpoint.ResumableEarlyStopping(
+            monitor="val_loss",
+            patience=profile.patience,
+            restore_best_weights=True,
+            resume=resumed.early_stopping if resumed else None,
+            best_weights=best_weights,
+        )
+        recorder = checkpoint.EpochRecorder(
+            request, stopper, directory if profile.checkpoint else None, resumed
+        )
+        own: list[Any] = []
+        if recalibrate_bn:
+            own.append(RecalibrateBatchNorm(model, x_train, seed=seed))
+        if monitor_batch_stats:
+            own.append(
+                BatchStatsMonitor(
+                    model, x_val, y_val, metric, profile.batch_size, profile.monitor_images
+                )
             )
-        )
-    own += [keras.callbacks.TerminateOnNaN(), stopper, recorder]
-    done = resumed.epochs_done if resumed else 0
-    if verbose:
-        best_so_far = min(recorder.history.get("val_loss", [math.inf]), default=math.inf)
-        own.append(EpochLine(profile.max_epochs, best_so_far))
-        bn = "recalibrated every epoch" if recalibrate_bn else f"moving averages ({bn_momentum})"
-        print(
-            f"training {name} (seed {seed}, {keras.backend.backend()}, {policy}): "
-            f"{len(x_train)} images, {steps} steps/epoch, BatchNorm statistics {bn}",
-            flush=True,
-        )
-        if resumed:
-            print(f"resuming after epoch {done} from {resumed.directory.name}", flush=True)
-    timer = None if deadline is None else checkpoint.StopAtDeadline(deadline, profile.max_epochs)
-    own += [timer] if timer else []
-    batches = AugmentedBatches(x_train, y_train, profile.batch_size, seed=seed)
-    batches.epoch = done  # each epoch's batches depend on (seed, epoch): same as uninterrupted
-    if resumed and (resumed.stop or done >= profile.max_epochs):
-        if best_weights is not None:  # what EarlyStopping does at the end of training
-            trainer.set_weights(best_weights)
-    else:
-        trainer.fit(
-            batches,
-            validation_data=(preprocess(x_val), np.asarray(y_val)),
-            validation_batch_size=profile.batch_size,
-            epochs=profile.max_epochs,
-            initial_epoch=done,
-            callbacks=[*own, *callbacks],
-            verbose=0,
-        )
-    wall = recorder.wall_time_s()
-    history = recorder.history
-    epochs_run = len(history["loss"])
-    best = _best_epoch(history)
-    meta = {**request, "epochs_run": epochs_run, "best_epoch": best, "wall_time_s": wall}
-    meta.update(train_images=len(x_train), val_images=len(x_val), keras=keras.__version__)
-    meta.update(resumed_after_epoch=done if resumed else None)
-    if timer is not None and timer.reached:
-        if stopper.best_weights is not None:  # the best epoch so far, as a finished run has
-            trainer.set_weights(stopper.best_weights)
+        own += [keras.callbacks.TerminateOnNaN(), stopper, recorder]
+        done = resumed.epochs_done if resumed else 0
         if verbose:
+            best_so_far = min(recorder.history.get("val_loss", [math.inf]), default=math.inf)
+            own.append(EpochLine(profile.max_epochs, best_so_far))
+            bn = (
+                "recalibrated every epoch" if recalibrate_bn else f"moving averages ({bn_momentum})"
+            )
             print(
-                f"stopped at the deadline after epoch {epochs_run} of at most "
-                f"{profile.max_epochs} (best so far: {best}); unfinished, the same call resumes it",
+                f"training {name} (seed {seed}, {keras.backend.backend()}, {policy}): "
+                f"{len(x_train)} images, {steps} steps/epoch, BatchNorm statistics {bn}",
                 flush=True,
             )
-        meta["finished"] = False
-        return TrainedModel(model, history, epochs_run, best, wall, False, directory, meta, False)
-    artifacts.save_run(directory, model, history, meta)
-    checkpoint.discard(directory)
-    if verbose:
-        print(
-            f"best epoch {best} of {epochs_run}; {wall:.0f}s; saved as {_shown(directory)}",
-            flush=True,
+            if resumed:
+                print(f"resuming after epoch {done} from {resumed.directory.name}", flush=True)
+        timer = (
+            None if deadline is None else checkpoint.StopAtDeadline(deadline, profile.max_epochs)
         )
-    return TrainedModel(model, history, epochs_run, best, wall, False, directory, meta)
+        own += [timer] if timer else []
+        batches = AugmentedBatches(x_train, y_train, profile.batch_size, seed=seed)
+        batches.epoch = done  # each epoch's batches depend on (seed, epoch): same as uninterrupted
+        if resumed and (resumed.stop or done >= profile.max_epochs):
+            if best_weights is not None:  # what EarlyStopping does at the end of training
+                trainer.set_weights(best_weights)
+        else:
+            trainer.fit(
+                batches,
+                validation_data=(preprocess(x_val), np.asarray(y_val)),
+                validation_batch_size=profile.batch_size,
+                epochs=profile.max_epochs,
+                initial_epoch=done,
+                callbacks=[*own, *callbacks],
+                verbose=0,
+            )
+        wall = recorder.wall_time_s()
+        history = recorder.history
+        epochs_run = len(history["loss"])
+        best = _best_epoch(history)
+        meta = {**request, "epochs_run": epochs_run, "best_epoch": best, "wall_time_s": wall}
+        meta.update(train_images=len(x_train), val_images=len(x_val), keras=keras.__version__)
+        meta.update(resumed_after_epoch=done if resumed else None)
+        if timer is not None and timer.reached:
+            if stopper.best_weights is not None:  # the best epoch so far, as a finished run has
+                trainer.set_weights(stopper.best_weights)
+            if verbose:
+                print(
+                    f"stopped at the deadline after epoch {epochs_run} of at most "
+                    f"{profile.max_epochs} (best so far: {best}); unfinished, the same call resumes it",
+                    flush=True,
+                )
+            meta["finished"] = False
+            return TrainedModel(
+                model, history, epochs_run, best, wall, False, directory, meta, False
+            )
+        artifacts.save_run(directory, model, history, meta)
+        checkpoint.discard(directory)
+        if verbose:
+            print(
+                f"best epoch {best} of {epochs_run}; {wall:.0f}s; saved as {_shown(directory)}",
+                flush=True,
+            )
+        return TrainedModel(model, history, epochs_run, best, wall, False, directory, meta)
 
 
 def _best_epoch(history: dict[str, list[float]]) -> int:
