@@ -4,12 +4,15 @@ Usage::
 
     BOOK_PROFILE=laptop python scripts/run_book.py                # every chapter in _toc.yml
     BOOK_PROFILE=laptop python scripts/run_book.py 02_regular 03_complementary --timeout 3600
+    BOOK_PROFILE=laptop python scripts/run_book.py 06_gap --keep-outputs b78b67c5 aba56fa2
 
 Each chapter runs in a fresh kernel (nbclient) with the ``book/`` folder as working
 directory, prints one progress line when it starts and one when it ends, and is stopped
 after ``--timeout`` seconds. A chapter that fails is left exactly as it was on disk (the
 executed copy is only written back when it ran cleanly), and the runner stops there.
 The chapters record their numbers in ``book/results/<profile>.json`` as they run.
+``--keep-outputs`` re-runs a chapter but keeps the stored outputs of the named cells, for
+cells that need runs this machine does not have (the chapter says so in its prose).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
@@ -36,11 +40,30 @@ def toc_chapters(book: Path | None = None) -> list[str]:
     return [f for f in files if (book / f"{f}.ipynb").exists()]
 
 
-def execute(name: str, timeout: int, book: Path | None = None) -> float:
-    """Run one chapter in place; returns its wall time in seconds."""
+def execute(
+    name: str, timeout: int, book: Path | None = None, keep: Sequence[str] = ()
+) -> float:
+    """Run one chapter in place; returns its wall time in seconds.
+
+    ``keep`` names cells (by cell id) whose stored outputs survive the run: the cells that
+    need runs this machine does not have (the gap chapter's 299-px models), when the rest
+    of the chapter is re-run. The chapter must say which outputs come from an earlier run.
+
+    Raises
+    ------
+    ValueError
+        For a ``keep`` id that is not a cell of the chapter (before anything runs).
+    """
     book = book or BOOK
     path = book / f"{name}.ipynb"
     nb = nbformat.read(path, as_version=4)
+    stored = {c.get("id"): (c.get("outputs"), c.get("execution_count")) for c in nb.cells}
+    unknown = sorted(set(keep) - {c.get("id") for c in nb.cells if c.cell_type == "code"})
+    if unknown:
+        raise ValueError(
+            f"{name} has no code cell with id {', '.join(unknown)}; --keep-outputs takes the "
+            "'id' of a code cell as stored in the notebook."
+        )
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -50,6 +73,9 @@ def execute(name: str, timeout: int, book: Path | None = None) -> float:
     )
     start = time.perf_counter()
     client.execute()
+    for cell in nb.cells:
+        if cell.get("id") in keep:
+            cell.outputs, cell.execution_count = stored[cell.id]
     nbformat.write(nb, path)
     return time.perf_counter() - start
 
@@ -59,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("chapters", nargs="*", help="chapter file names (default: the toc)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument(
+        "--keep-outputs",
+        nargs="+",
+        default=[],
+        metavar="CELL_ID",
+        help="keep the stored outputs of these cells (ids) while the rest re-runs",
+    )
     args = parser.parse_args(argv)
     chapters = args.chapters or toc_chapters(BOOK)
     profile = os.environ.get("BOOK_PROFILE", "(default)")
@@ -66,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(chapters, 1):
         print(f"[{i}/{len(chapters)}] {name} at profile {profile} ...", flush=True)
         try:
-            seconds = execute(name, args.timeout)
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            seconds = execute(name, args.timeout, keep=args.keep_outputs)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError, ValueError) as err:
             print(
                 f"[{i}/{len(chapters)}] {name} FAILED; the stored notebook is unchanged.\n{err}",
                 flush=True,

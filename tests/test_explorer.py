@@ -220,6 +220,13 @@ def _drive_explorer(sync_api, page_html):
         browser.close()
 
 
+def test_explorer_grid_without_maps_says_what_to_do():
+    from helpers.plots import explorer_grid
+
+    with pytest.raises(ValueError, match="no size has both models trained yet"):
+        explorer_grid({}, [0], LAYERS)  # the gap chapter before its 299-px runs
+
+
 def test_explorer_grid_labels_are_readable_and_mark_right_and_wrong(data):
     from matplotlib.colors import to_rgba
 

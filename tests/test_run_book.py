@@ -47,3 +47,22 @@ def test_a_failing_chapter_leaves_the_stored_notebook_unchanged(tmp_path, monkey
     monkeypatch.setattr(run_book, "BOOK", book)
     assert run_book.main(["ch", "--timeout", "60"]) == 1
     assert (book / "ch.ipynb").read_bytes() == before
+
+
+def test_kept_cells_keep_their_stored_outputs_and_unknown_ids_are_refused(
+    tmp_path, capsys, monkeypatch
+):
+    book = _book(tmp_path, ["print('first run')", "print('first run')"])
+    run_book.execute("ch", timeout=60, book=book)
+    nb = nbformat.read(book / "ch.ipynb", as_version=4)
+    nb.cells[0].source = nb.cells[1].source = "print('second run')"
+    nbformat.write(nb, book / "ch.ipynb")
+    kept = nb.cells[1].id
+    run_book.execute("ch", timeout=60, book=book, keep=[kept])
+    after = nbformat.read(book / "ch.ipynb", as_version=4)
+    assert [c.outputs[0]["text"].strip() for c in after.cells] == ["second run", "first run"]
+    before = (book / "ch.ipynb").read_bytes()
+    monkeypatch.setattr(run_book, "BOOK", book)
+    assert run_book.main(["ch", "--keep-outputs", "no-such-id"]) == 1
+    assert "no code cell with id no-such-id" in capsys.readouterr().out
+    assert (book / "ch.ipynb").read_bytes() == before

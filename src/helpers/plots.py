@@ -357,6 +357,11 @@ def explorer_grid(
     above the other, labelled with the size, and each overlay keeps its own size's pixels.
     """
     grids = data if isinstance(data, Mapping) else {"": data}
+    if not grids:
+        raise ValueError(
+            "explorer_grid got no maps: no size has both models trained yet. Train them "
+            "first, or draw the figure only when there are maps (`if grids: ...`)."
+        )
     parts = {key: _explorer_columns(d, indices, layers, choice, scale) for key, d in grids.items()}
     images: list[np.ndarray] = []
     titles: list[str] = []
