@@ -6,7 +6,9 @@ final test score), then records its true and pseudo test accuracy, epochs and wa
 results store under ``complementary_sweep/<key>`` (``helpers.runs.RunSpec.key``: e.g.
 ``article/seed0``, or ``article/seed0/image_size160`` for a run with an overridden profile
 field). Ordinary cross-entropy on the true labels is trained the same way as the reference
-row. Finished runs are loaded from the artifacts, unless ``--retrain``; an interrupted run
+row. Finished runs are loaded from the artifacts, unless ``--retrain``; a run the results
+store holds as finished but whose weights are not on this machine (a new machine, an emptied
+``artifacts/``) is skipped, so the store keeps the run it recorded; an interrupted run
 resumes from its last finished epoch (laptop and paper profiles checkpoint every epoch), so
 the same command can simply be started again. ``--hours`` ends the queue on time: the run
 that would not finish is stopped after its last epoch that fits and recorded as unfinished
@@ -43,6 +45,7 @@ from helpers.experiment import (
     SWEEP_CHAPTER,
     Experiment,
     format_summary,
+    is_trained,
     prepare_experiment,
     score_run,
     summarise,
@@ -154,6 +157,10 @@ def run_queue(
         where = (spec.classes, run_profile.image_size, max_per_class)
         if where not in experiments:
             experiments[where] = prepare_experiment(run_profile, max_per_class, spec.classes)
+        if not retrain and recorded_elsewhere(
+            experiments[where], spec, profile, results_dir, max_per_class
+        ):
+            continue
         row = train_and_score(
             experiments[where],
             spec.loss,
@@ -193,6 +200,34 @@ def run_queue(
         )  # fmt: skip
         print(f"{key.replace('/summary', '')}:\n{format_summary(summary)}", flush=True)
     return rows
+
+
+def recorded_elsewhere(
+    data: Experiment,
+    spec: RunSpec,
+    base: Profile,
+    results_dir: str | None,
+    max_per_class: int | None,
+) -> bool:
+    """Whether the store holds ``spec`` as a finished run whose weights are not here (and says so).
+
+    Training it again would replace the recorded run by another one, possibly from another
+    machine, under the same key; ``--retrain`` does that on purpose.
+    """
+    key = spec.key(base, resolve_precision(spec.precision).policy)
+    entry = load_results(base.name, results_dir).get(CHAPTER, {}).get(key)
+    if entry is None or not entry["value"].get("finished", True):
+        return False
+    run_profile = spec.profile(base)
+    if is_trained(data, spec.loss, spec.seed, run_profile, spec.precision, max_per_class):
+        return False
+    print(
+        f"  recorded on {entry['date']} ({entry.get('device', 'device not recorded')}), but its "
+        "weights are not on this machine: skipped, the store keeps that run "
+        "(--retrain trains it again and replaces it)",
+        flush=True,
+    )
+    return True
 
 
 def recorded_variant(

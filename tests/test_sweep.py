@@ -121,7 +121,7 @@ def test_smoke_queue_records_real_runs_with_overrides_and_a_log(tmp_path, capsys
     assert "article/summary/max_epochs1-max_train_images32" in stored
     # The arm is a run of its own in the artifacts too.
     folder = tmp_path / "artifacts" / "smoke" / f"tensorflow-{value['precision']}"
-    assert sorted(p.name for p in folder.iterdir()) == [
+    assert sorted(p.name for p in folder.iterdir() if p.suffix != ".lock") == [
         "complementary-article-cap10-max_epochs1-max_train_images32-seed0",
         "complementary-article-cap10-seed0",
     ]
@@ -180,6 +180,36 @@ def test_sweep_runs_on_jax_without_tensorflow(tmp_path):
     assert 0.0 <= entry["value"]["true_accuracy"] <= 1.0
 
 
+def test_a_recorded_run_without_its_weights_is_skipped_not_replaced(tmp_path, capsys, monkeypatch):
+    import helpers.training as training
+
+    class Trained(Exception):
+        pass
+
+    def no_training(*args, **kwargs):
+        raise Trained
+
+    monkeypatch.setattr(training, "train_model", no_training)
+    monkeypatch.setenv("BOOK_ARTIFACTS_DIR", str(tmp_path / "artifacts"))  # a new machine
+    row = {"loss": "article", "seed": 0, "true_accuracy": 0.8, "finished": True}
+    record(sweep.CHAPTER, "article/seed0", row, profile="smoke", backend="tensorflow",
+           directory=tmp_path, device="another CPU")  # fmt: skip
+    before = (tmp_path / "smoke.json").read_bytes()
+    argv = ["--profile", "smoke", "--losses", "article", "--seeds", "0", "--precision", "float32"]
+    assert sweep.main([*argv, "--results-dir", str(tmp_path)]) == 0
+    assert "(another CPU), but its weights are not on this machine: skipped" in (
+        capsys.readouterr().out
+    )
+    assert (tmp_path / "smoke.json").read_bytes() == before  # the recorded run stays
+    with pytest.raises(Trained):  # on purpose: --retrain trains it again
+        sweep.main([*argv, "--results-dir", str(tmp_path), "--retrain"])
+    row["finished"] = False  # an unfinished run is trained on (from scratch without weights)
+    record(sweep.CHAPTER, "article/seed0", row, profile="smoke", backend="tensorflow",
+           directory=tmp_path)  # fmt: skip
+    with pytest.raises(Trained):
+        sweep.main([*argv, "--results-dir", str(tmp_path)])
+
+
 def test_a_bad_queue_fails_before_any_training(tmp_path, capsys):
     runs = tmp_path / "runs.txt"
     runs.write_text("loss=nn seed=0\nloss=nn seed=1 learnin_rate=1e-4\n")
@@ -219,7 +249,7 @@ def test_a_time_budget_leaves_a_run_unfinished_and_the_same_queue_finishes_it(
     assert "stopped after 1 of at most 2 epochs" in format_ablation([arm])
     run = tmp_path / "artifacts" / "smoke" / f"tensorflow-{value['precision']}"
     # Only the checkpoint (max_epochs=2 is smoke's own, so not in the name), no finished run.
-    assert [p.name for p in run.iterdir()] == [
+    assert [p.name for p in run.iterdir() if p.suffix != ".lock"] == [
         ".complementary-article-cap10-patience2-seed0.partial"
     ]
 

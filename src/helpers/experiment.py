@@ -142,7 +142,12 @@ def train_run(
 
 
 def is_trained(
-    exp: Experiment, loss: str, seed: int, profile: Profile, precision: str | None = None
+    exp: Experiment,
+    loss: str,
+    seed: int,
+    profile: Profile,
+    precision: str | None = None,
+    max_per_class: int | None = None,
 ) -> bool:
     """Whether :func:`train_run` would load a finished run instead of training one.
 
@@ -152,7 +157,7 @@ def is_trained(
     from helpers import artifacts
     from helpers.training import run_directory
 
-    name = run_name(loss, None, exp.dataset.class_names)
+    name = run_name(loss, max_per_class, exp.dataset.class_names)
     return artifacts.is_complete(run_directory(name, profile, seed, precision))
 
 
