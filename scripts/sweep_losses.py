@@ -55,7 +55,7 @@ from helpers.manifest import format_manifest, run_manifest
 from helpers.precision import CHOICES, resolve_precision
 from helpers.profiles import Profile, get_profile, parse_overrides
 from helpers.results import load_results, record
-from helpers.runs import RunSpec, estimate_seconds, grid, parse_runs
+from helpers.runs import RunSpec, estimate_seconds, grid, parse_runs, summary_key
 
 CHAPTER = SWEEP_CHAPTER  # where the runs are recorded (and where chapters read them)
 
@@ -190,7 +190,7 @@ def run_queue(
         if not row["finished"]:
             print(f"time is up: {len(specs) - number} runs not started", flush=True)
             break
-        variants[key.replace(f"/seed{spec.seed}", "/summary")] = None
+        variants[summary_key(key, spec.seed)] = None
     for key in variants:
         group = recorded_variant(profile.name, results_dir, key)  # earlier queues' seeds too
         summary = summarise(group)
@@ -230,17 +230,15 @@ def recorded_elsewhere(
     return True
 
 
-def recorded_variant(
-    profile: str, results_dir: str | None, summary_key: str
-) -> list[dict[str, Any]]:
-    """Every finished run recorded for the variant of ``summary_key`` (``<loss>/summary/...``),
+def recorded_variant(profile: str, results_dir: str | None, variant: str) -> list[dict[str, Any]]:
+    """Every finished run recorded for the summary key ``variant`` (``<loss>/summary/...``),
     whichever queue ran it, so that a summary counts all seeds of its settings."""
     entries = load_results(profile, results_dir).get(CHAPTER, {})
     return [
         entry["value"]
         for key, entry in sorted(entries.items())
-        if "/seed" in key
-        and key.replace(f"/seed{entry['value']['seed']}", "/summary") == summary_key
+        if "/summary" not in key
+        and summary_key(key, entry["value"]["seed"]) == variant
         and entry["value"].get("finished", True)
     ]
 

@@ -72,3 +72,15 @@ def test_every_committed_queue_file_parses_into_distinct_runs():
         assert specs and len(set(keys)) == len(keys), f"{path.name} repeats a run"
         for spec in specs:
             spec.profile(PROFILES["laptop"])  # every override is a valid profile field
+
+
+def test_summary_key_replaces_only_the_seed_part():
+    from helpers.runs import summary_key
+
+    assert summary_key("article/seed1/image_size160", 1) == "article/summary/image_size160"
+    assert summary_key("article/seed10", 10) == "article/summary"
+    assert summary_key("nn/seed1/classes-a-b/mixed_bfloat16", 1) == (
+        "nn/summary/classes-a-b/mixed_bfloat16"
+    )
+    with pytest.raises(ValueError, match="no part 'seed1'"):
+        summary_key("article/seed10", 1)  # not a prefix match

@@ -75,6 +75,18 @@ class RunSpec:
         return text + "".join(f" {k}={v}" for k, v in self.overrides.items())
 
 
+def summary_key(key: str, seed: int) -> str:
+    """The key that summarises run ``key`` over seeds: its ``seed<seed>`` part becomes ``summary``.
+
+    ``article/seed1/image_size160`` -> ``article/summary/image_size160``. Raises ``ValueError``
+    for a key without that part.
+    """
+    parts = key.split("/")
+    if f"seed{seed}" not in parts:
+        raise ValueError(f"Results key {key!r} has no part 'seed{seed}'.")
+    return "/".join("summary" if part == f"seed{seed}" else part for part in parts)
+
+
 def parse_run(line: str) -> RunSpec:
     """A :class:`RunSpec` from ``loss=L seed=S [classes=a,b] [precision=P] [FIELD=VALUE ...]``.
 
