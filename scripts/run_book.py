@@ -40,9 +40,7 @@ def toc_chapters(book: Path | None = None) -> list[str]:
     return [f for f in files if (book / f"{f}.ipynb").exists()]
 
 
-def execute(
-    name: str, timeout: int, book: Path | None = None, keep: Sequence[str] = ()
-) -> float:
+def execute(name: str, timeout: int, book: Path | None = None, keep: Sequence[str] = ()) -> float:
     """Run one chapter in place; returns its wall time in seconds.
 
     ``keep`` names cells (by cell id) whose stored outputs survive the run: the cells that
