@@ -9,11 +9,13 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared" / "caltech101" / "101_ObjectCategories"
 
 os.environ["BOOK_PROFILE"] = "smoke"
-# float32 on every machine: "auto" picks mixed bfloat16 on a CPU with AVX512-BF16 or AMX, and
+# float32 on every machine: "auto" picks mixed bfloat16 on a CPU with AMX or a recent GPU, and
 # the run names, saved paths and numbers the tests check would then depend on the CPU. The
 # precision tests set BOOK_PRECISION themselves.
 os.environ["BOOK_PRECISION"] = "float32"
@@ -30,3 +32,23 @@ if not {"BOOK_RESULTS_DIR", "BOOK_ARTIFACTS_DIR"} <= os.environ.keys():
     os.environ.setdefault("BOOK_ARTIFACTS_DIR", str(_scratch / "artifacts"))
 
 collect_ignore_glob = ["book/_build/*", "**/_build/*", ".venv/*", "artifacts/*"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    """Plain ``pytest`` and ``pytest --nbval book/`` use every core: ``-n auto --dist loadfile``.
+
+    Applied only when pytest-xdist is installed and no ``-n`` was given, so ``-n 0`` (or
+    ``-p no:xdist``) runs everything in one process for debugging, and ``-n 2`` is obeyed.
+    ``loadfile`` keeps a test file, or a notebook, on one worker. Workers (which xdist starts
+    with ``numprocesses`` unset) are left alone, or each would start workers of its own. It is
+    a wrapper so that it runs before xdist's own ``pytest_cmdline_main`` reads the option.
+    """
+    option = config.option
+    worker = hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ
+    if hasattr(option, "numprocesses") and option.numprocesses is None and not worker:
+        if not (option.usepdb or getattr(option, "collectonly", False)):
+            option.numprocesses = "auto"
+            if option.dist == "no":
+                option.dist = "loadfile"
+    return (yield)

@@ -7,9 +7,10 @@ alternate epoch by epoch at each size, so changes in machine load hit both alike
 median epoch gives the training speed.
 
 It also prints what ``BOOK_PRECISION=auto`` would choose on this machine, and why. The
-last line is exactly ``bf16_over_fp32_train=<ratio at the first size>``: above 1 where
-bfloat16 pays (a CPU with AMX-BF16 or AVX512-BF16, or a recent GPU); far below 1 where the
-CPU emulates it. Quick check (about two minutes on 2 CPU cores)::
+last line is exactly ``bf16_over_fp32_train=<ratio at the first size> flags=<CPU flags seen>``,
+so every measured ratio comes with the hardware that produced it: above 1 on a CPU with
+AMX-BF16 or a recent GPU, about 1 with AVX512-BF16 alone, far below 1 where the CPU emulates
+bfloat16. ``helpers.precision.auto_precision`` follows those facts. Quick check (about two minutes on 2 CPU cores)::
 
     python benchmarks/bench_precision.py --sizes 96 --images 32 --epochs 1
 """
@@ -106,7 +107,7 @@ def main() -> None:
         )
         if i == 0:
             ratio = bf16["train"] / fp32["train"]
-    print(f"bf16_over_fp32_train={ratio:.2f}")
+    print(f"bf16_over_fp32_train={ratio:.2f} flags={','.join(flags) or 'none'}")
 
 
 if __name__ == "__main__":
