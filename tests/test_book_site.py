@@ -215,9 +215,14 @@ def test_badge_and_install_line_use_the_configured_repository(notebook: Path) ->
     badge = f"[![Open In Colab](_static/colab-badge.svg)]({colab_link(notebook)})"
     assert badge in check_notebooks.text(first_md["source"]), f"first markdown cell lacks {badge}"
     first_code = check_notebooks.text(check_notebooks.code_cells(nb)[0]["source"])
-    installs = re.findall(r"git\+(https://[^\s\"'@]+?)(?:\.git)?(?:@[\w./-]+)?[\"'\s]", first_code)
-    assert installs == [REPO_URL], f"the setup cell installs {installs}, expected {REPO_URL}"
-    assert "google.colab" in first_code, "the install must run in Colab only"
+    named = re.findall(r"BOOK_REPOSITORY = \"([^\"]+)\"", first_code)
+    assert named == [REPO_URL], f"the setup cell names {named}, expected {REPO_URL}"
+    urls = re.findall(r"https://github\.com/[\w./-]+", first_code)
+    assert urls == [REPO_URL], f"the repository must be named once in the setup cell: {urls}"
+    assert '%pip install -q "git+{BOOK_REPOSITORY}"' in first_code
+    assert "report_install(BOOK_REPOSITORY)" in first_code
+    colab_block = first_code.split('if "google.colab" in sys.modules:', 1)[1].split("\nfrom ", 1)[0]
+    assert "%pip install" in colab_block, "the install must run in Colab only"
     assert "start_run(" in first_code
 
 

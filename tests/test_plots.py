@@ -60,3 +60,19 @@ def test_faithfulness_plot_draws_map_and_random_per_model_and_layer():
     assert [ax.get_title() for ax in fig.axes] == ["deep", "middle"]
     assert len(fig.axes[0].get_lines()) == 4  # each model's map and its random order
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), np.linspace(1, 0, 5))
+
+
+def test_confusion_matrices_side_by_side_keep_their_numbers_and_titles():
+    regular = np.array([[40, 1, 0], [2, 30, 1], [0, 0, 54]])
+    complementary = np.array([[30, 11, 0], [1, 32, 0], [0, 3, 51]])
+    fig = plots.confusion_matrices_plot(
+        {"regular": regular, "complementary": complementary}, ["air", "watch", "leo"]
+    )
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["regular", "complementary"]
+    numbers = [[int(t.get_text()) for t in ax.texts] for ax in axes]
+    assert numbers == [regular.ravel().tolist(), complementary.ravel().tolist()]
+    with pytest.raises(ValueError, match="3x3"):
+        plots.confusion_matrices_plot({"bad": np.eye(2)}, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="at least one"):
+        plots.confusion_matrices_plot({}, ["a"])

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("run_book", ROOT / "scripts" / "run_book.py")
@@ -66,3 +67,18 @@ def test_kept_cells_keep_their_stored_outputs_and_unknown_ids_are_refused(
     assert run_book.main(["ch", "--keep-outputs", "no-such-id"]) == 1
     assert "no code cell with id no-such-id" in capsys.readouterr().out
     assert (book / "ch.ipynb").read_bytes() == before
+
+
+def test_only_runs_the_named_cells_after_the_prelude_and_keeps_the_rest(tmp_path):
+    book = _book(tmp_path, ["print('old 0')", "print(base + 1)", "print('never runs')"])
+    nb = nbformat.read(book / "ch.ipynb", as_version=4)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="stored 0\n")]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="stored 2\n")]
+    nbformat.write(nb, book / "ch.ipynb")
+    ids = [c.id for c in nb.cells]
+    run_book.execute("ch", timeout=60, book=book, only=[ids[1]], prelude="base = 41")
+    after = nbformat.read(book / "ch.ipynb", as_version=4)
+    assert [c.id for c in after.cells] == ids  # the prelude is never stored
+    assert [c.outputs[0]["text"] for c in after.cells] == ["stored 0\n", "42\n", "stored 2\n"]
+    with pytest.raises(ValueError, match="no code cell with id nope"):
+        run_book.execute("ch", timeout=60, book=book, only=["nope"])

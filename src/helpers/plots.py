@@ -91,17 +91,9 @@ def learning_curves(history: Mapping[str, Sequence[float]], title: str = "") -> 
     return fig
 
 
-def confusion_matrix_plot(
-    cm: np.ndarray,
-    class_names: Sequence[str],
-    title: str = "",
-    xlabel: str = "predicted",
-    ylabel: str = "true",
-) -> Figure:
-    """A count matrix with its numbers written in the cells."""
-    cm = np.asarray(cm)
-    fig = Figure(figsize=(3.2, 2.8), dpi=DPI, layout="constrained")
-    ax = fig.add_subplot()
+def _draw_counts(
+    ax: Axes, cm: np.ndarray, class_names: Sequence[str], xlabel: str, ylabel: str
+) -> None:
     ax.imshow(cm, cmap="Blues")
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, class_names, fontsize=8)
@@ -110,22 +102,49 @@ def confusion_matrix_plot(
     ax.set_ylabel(ylabel)
     high = cm.max() if cm.size else 0
     for (i, j), count in np.ndenumerate(cm):
-        ax.text(
-            j,
-            i,
-            str(count),
-            ha="center",
-            va="center",
-            color="white" if count > high / 2 else "black",
-            fontsize=9,
-        )
-    if title:
-        ax.set_title(title, fontsize=9)
+        colour = "white" if count > high / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=colour, fontsize=9)
+
+
+def confusion_matrix_plot(
+    cm: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "",
+    xlabel: str = "predicted",
+    ylabel: str = "true",
+) -> Figure:
+    """A count matrix with its numbers written in the cells."""
+    return confusion_matrices_plot({title: cm}, class_names, xlabel=xlabel, ylabel=ylabel)
+
+
+def confusion_matrices_plot(
+    matrices: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    *,
+    xlabel: str = "predicted",
+    ylabel: str = "true",
+) -> Figure:
+    """Count matrices side by side, one per title, each with its numbers in the cells.
+
+    Each matrix keeps its own colour scale: the matrices are read by their numbers, and
+    a model's errors stay visible beside another model's larger diagonal.
+    """
+    if not matrices:
+        raise ValueError("confusion_matrices_plot needs at least one matrix.")
+    n = len(class_names)
+    for title, cm in matrices.items():
+        if np.shape(cm) != (n, n):
+            raise ValueError(f"{title!r}: expected a {n}x{n} matrix, got shape {np.shape(cm)}.")
+    fig = Figure(figsize=(3.2 * len(matrices), 2.8), dpi=DPI, layout="constrained")
+    for ax, (title, cm) in zip(
+        fig.subplots(1, len(matrices), squeeze=False)[0], matrices.items(), strict=True
+    ):
+        _draw_counts(ax, np.asarray(cm), class_names, xlabel, ylabel)
+        if title:
+            ax.set_title(title, fontsize=9)
     return fig
 
 
-# Label sizes (points at DPI 72) that stay at least as large as the book's small print when a
-# figure of seven columns is shown at the content width.
 LABEL_SIZE = 11
 RIGHT, WRONG = "#1a7f37", "#cf222e"  # green and red that also read on grey print
 
