@@ -742,3 +742,36 @@ def test_profiles_table_comes_from_the_profiles() -> None:
     assert by_setting["image size"] == [str(p.image_size) for p in PROFILES.values()]
     assert by_setting["seeds"] == [format_setting(p.seeds) for p in PROFILES.values()]
     assert format_setting(None) == "all" and format_setting((0, 1)) == "0, 1"
+
+
+def chapter_prose() -> dict[str, str]:
+    """The markdown of every chapter (intro and notebooks), by file name."""
+    prose = {"intro.md": (BOOK / "intro.md").read_text(encoding="utf-8")}
+    for notebook in NOTEBOOKS:
+        cells = check_notebooks.load(notebook)["cells"]
+        prose[notebook.name] = "\n".join(
+            check_notebooks.text(c["source"]) for c in cells if c["cell_type"] == "markdown"
+        )
+    return prose
+
+
+def test_no_chapter_prose_shows_run_logistics() -> None:
+    """Queues, background runs and results folders live in the appendix, not in the story."""
+    queues = [p.name for p in (ROOT / "scripts" / "runs").glob("*.txt")]
+    assert queues, "scripts/runs/ holds the queue files"
+    for name, text in chapter_prose().items():
+        for banned in ("nohup", "--results-dir", *queues):
+            assert banned not in text, f"{name} shows {banned!r}: move it to appendix/reproducing"
+    appendix = (BOOK / "appendix" / "reproducing.md").read_text(encoding="utf-8")
+    assert all(queue in appendix for queue in queues), "the appendix lists every queue"
+
+
+def test_the_intros_short_answer_is_short() -> None:
+    text = (BOOK / "intro.md").read_text(encoding="utf-8")
+    answer = text.split("## The answer in short", 1)[1].split(":::{admonition} How sure", 1)[0]
+    quoted = re.findall(r"\{result\}`[^`]*`", answer)
+    plain = re.sub(r"\{result\}`[^`]*`", "N", answer)
+    typed = re.findall(r"\d+(?:\.\d+)?%?", plain)
+    assert len(plain.split()) <= 125, f"{len(plain.split())} words; the issue asks for about 120"
+    assert len(quoted) + len(typed) <= 4, f"numbers: {quoted + typed}"
+    assert "How sure are we?" in text

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import io
 import os
 import re
 from pathlib import Path
@@ -230,7 +231,7 @@ def test_explorer_grid_without_maps_says_what_to_do():
 def test_explorer_grid_labels_are_readable_and_mark_right_and_wrong(data):
     from matplotlib.colors import to_rgba
 
-    from helpers.plots import LABEL_SIZE, RIGHT, WRONG, explorer_grid
+    from helpers.plots import GRID_DPI, LABEL_SIZE, RIGHT, WRONG, as_jpeg, explorer_grid
 
     fig = explorer_grid(data, [0, 1, 2], LAYERS)
     texts = [t for ax in fig.axes for t in (ax.title, ax.yaxis.label, *ax.texts) if t.get_text()]
@@ -241,9 +242,17 @@ def test_explorer_grid_labels_are_readable_and_mark_right_and_wrong(data):
     badges = [t for ax in fig.axes for t in ax.texts]
     assert len(badges) == 2 * 3  # each model's prediction, once per row
     for badge in badges:
-        right = badge.get_text().startswith("✓")
+        right = "✓" in badge.get_text()
         colour = badge.get_bbox_patch().get_facecolor()
         assert colour == pytest.approx(to_rgba(RIGHT if right else WRONG))
-    assert sum(t.get_text().startswith("✓") for t in badges) == sum(
+        assert not badge.axes.images, "a badge sits beside the maps, never on one"
+    assert sum("✓" in t.get_text() for t in badges) == sum(
         int((data.predicted(m)[:3] == data.labels[:3]).sum()) for m in ("regular", "complementary")
     )
+    bars = [ax for ax in fig.axes if "Grad-CAM" in ax.xaxis.label.get_text()]
+    assert len(bars) == 1 and "own maximum" in bars[0].xaxis.label.get_text()
+    picture = as_jpeg(fig)
+    width = Image.open(io.BytesIO(picture.data)).size[0]
+    assert fig.get_dpi() == GRID_DPI and width >= 900
+    maps_per_row = len(LAYERS)
+    assert width / (maps_per_row + 2) >= 150  # each map at least 150 px at full width

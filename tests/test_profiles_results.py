@@ -161,6 +161,33 @@ def test_parse_overrides_needs_field_equals_value():
         parse_overrides(["patience"])
 
 
+def test_the_original_recipe_fields_override_and_stay_out_of_existing_runs_names():
+    from helpers.profiles import override_profile, override_tag
+    from helpers.runs import parse_run
+    from helpers.training import TRAINING_FIELDS, _training_fields, run_directory
+
+    laptop = PROFILES["laptop"]
+    assert laptop.recalibrate_bn is True and laptop.lr_decay == 0.0
+    recipe = override_profile(laptop, {"lr_decay": "1e-6", "recalibrate_bn": "false"})
+    assert recipe.lr_decay == 1e-6 and isinstance(recipe.lr_decay, float)
+    assert recipe.recalibrate_bn is False
+    assert override_tag(recipe, TRAINING_FIELDS) == "lr_decay1e-06-recalibrate_bnFalse"
+    assert run_directory("complementary-article", recipe, 0).name == (
+        "complementary-article-lr_decay1e-06-recalibrate_bnFalse-seed0"
+    )
+    # At their defaults the new fields change no run's name, key or saved identity.
+    same = override_profile(laptop, {"lr_decay": "0", "recalibrate_bn": "true"})
+    assert override_tag(same) == "" and run_directory("regular", same, 0).name == "regular-seed0"
+    assert parse_run("loss=article seed=1 lr_decay=0.0").key(laptop, "float32") == "article/seed1"
+    saved = _training_fields(laptop.as_dict())
+    assert "recalibrate_bn" not in saved and "lr_decay" not in saved
+    assert _training_fields(recipe.as_dict()) == {
+        **saved, "recalibrate_bn": False, "lr_decay": 1e-6
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="'lr_decay' cannot take the value 'fast'"):
+        override_profile(laptop, {"lr_decay": "fast"})
+
+
 # ------------------------------------------------------------------------------ precision
 
 
@@ -248,3 +275,31 @@ def test_the_device_line_names_the_vector_extension(monkeypatch):
     assert ", AVX2, " in device_name()
     monkeypatch.setattr(helpers.precision, "cpu_flags", lambda: frozenset())
     assert "AVX" not in device_name() and device_name().endswith(" cores)")
+
+
+def test_runs_by_device_counts_runs_not_summaries(tmp_path):
+    from helpers.results import record, runs_by_device
+
+    def run(key, device, precision, date):
+        record(
+            "complementary_sweep",
+            key,
+            {"precision": precision, "true_accuracy": 0.9} if precision else {"seeds": [0]},
+            profile="laptop",
+            directory=tmp_path,
+            device=device,
+        )
+
+    run("article/seed0", "CPU A", "float32", "")
+    run("article/seed1", "CPU A", "float32", "")
+    run("article/seed2", "CPU B", "float32", "")
+    run("article/seed3", "CPU B", "mixed_bfloat16", "")
+    run("article/summary", "CPU A", None, "")
+    run("article/summary/image_size160", "CPU A", None, "")
+    rows = runs_by_device("laptop", tmp_path)
+    assert [(r["device"], r["precision"], r["runs"]) for r in rows] == [
+        ("CPU A", "float32", 2),
+        ("CPU B", "float32", 1),
+        ("CPU B", "mixed_bfloat16", 1),
+    ]
+    assert runs_by_device("laptop", tmp_path / "empty") == []

@@ -125,7 +125,9 @@ def test_the_explorer_grid_puts_each_images_sizes_in_consecutive_rows():
     fig = explorer_grid(grids, [0, 2], ["act1", "act2"])
     rows = [ax.yaxis.label.get_text() for ax in fig.axes if ax.yaxis.label.get_text()]
     assert rows == ["airplanes\n8 px", "airplanes\n16 px", "Leopards\n8 px", "Leopards\n16 px"]
-    assert len(fig.axes) == 4 * (1 + 2 * 2)  # image + 2 models x 2 layers, per row
-    drawn = [ax.images[0].get_array().shape[0] for ax in fig.axes[:: 1 + 2 * 2]]
+    # per image and size: the image, then per model a label and 2 layers; one colour bar
+    assert len(fig.axes) == 4 * (1 + 2 * (1 + 2)) + 1
+    pictures = [ax for ax in fig.axes if ax.yaxis.label.get_text()]
+    drawn = [ax.images[0].get_array().shape[0] for ax in pictures]
     assert drawn == [8, 16, 8, 16]  # each row keeps its own size's pixels
-    assert len([t for ax in fig.axes for t in ax.texts]) == 2 * 4  # predictions, per row
+    assert len([t for ax in fig.axes for t in ax.texts]) == 2 * 4  # predictions, per model row

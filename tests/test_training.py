@@ -328,6 +328,79 @@ def test_train_model_with_a_complementary_loss():
     assert all(0.0 <= v <= 1.0 for v in run.history["stuck"] + run.history["val_stuck"])
     assert run.meta["loss"] == "scl_nl" and run.meta["labels"] == "complementary"
     assert run.meta["recalibrate_bn"] is True
+    assert "extra_output_share" not in run.history  # only heads with extra outputs record it
+
+
+class _LearningRates(keras.callbacks.Callback):
+    """Records the optimizer's learning rate after every training step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_the_original_recipe_decays_the_rate_keeps_keras_batchnorm_and_records_the_extra_output(
+    monkeypatch,
+):
+    """A 4-output head with Keras' moving averages and Keras 2's decay: the rate falls as
+    lr / (1 + decay * step), no recalibration runs, and the history holds per epoch the share
+    of the given images on which the extra output wins."""
+    from helpers.batchnorm import predict_proba as predict_inference
+    from helpers.complementary import complementary_labels
+
+    def no_recalibration(*args, **kwargs):
+        raise AssertionError("recalibrate_bn=False must train without RecalibrateBatchNorm")
+
+    monkeypatch.setattr(training, "RecalibrateBatchNorm", no_recalibration)
+    recipe = replace(TINY, extra_outputs=1, recalibrate_bn=False, lr_decay=0.25, monitor_images=64)
+    x, y = colour_images(16)  # two steps of 8
+    x_val, y_val = colour_images(8, seed=1)
+    x_test, _ = colour_images(6, seed=2)
+    rates = _LearningRates()
+    run = train_model(
+        "recipe", x, complementary_labels(y, 3, seed=0), x_val,
+        complementary_labels(y_val, 3, seed=1), profile=recipe, loss="article", num_classes=4,
+        verbose=False, callbacks=[rates], extra_output_images=x_test,
+    )  # fmt: skip
+    lr = TINY.learning_rate
+    np.testing.assert_allclose(rates.rates, [lr / (1 + 0.25 * 1), lr / (1 + 0.25 * 2)], rtol=1e-5)
+    assert run.meta["recalibrate_bn"] is False
+    assert run.meta["profile"]["lr_decay"] == 0.25
+    assert run.meta["profile"]["recalibrate_bn"] is False
+    assert run.model.output_shape[-1] == 4
+    (share,) = run.history["extra_output_share"]  # one epoch, one value
+    # The monitor scores the given images with the model as it predicts (inference mode).
+    expected = np.mean(predict_inference(run.model, x_test).argmax(axis=1) == 3)
+    assert share == pytest.approx(expected)
+
+
+def test_the_learning_rate_is_constant_without_decay_and_resumes_its_decay():
+    from helpers.checkpoint import WEIGHTS, Checkpoint
+
+    assert training.learning_rate(TINY) == TINY.learning_rate
+    with pytest.raises(ValueError, match="lr_decay must be 0 or positive"):
+        training.learning_rate(replace(TINY, lr_decay=-1.0))
+    decaying = replace(TINY, lr_decay=0.5)
+    loss, metric, _ = resolve_loss("crossentropy", 3)
+    trainer = compile_for_training(build_xception((SIZE, SIZE, 3), 3, seed=0), loss, metric,
+                                   decaying)  # fmt: skip
+    trainer.optimizer.iterations.assign(10)  # as after ten steps
+    saved = artifacts.artifacts_dir() / "ckpt"
+    saved.mkdir(parents=True)
+    trainer.save_weights(str(saved / WEIGHTS))  # what a checkpoint saves
+
+    fresh = compile_for_training(build_xception((SIZE, SIZE, 3), 3, seed=1), loss, metric,
+                                 decaying)  # fmt: skip
+    assert float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate)) == pytest.approx(
+        TINY.learning_rate
+    )
+    Checkpoint(saved, 1, {}, 0.0, {}, False).restore(fresh)
+    assert int(keras.ops.convert_to_numpy(fresh.optimizer.iterations)) == 10
+    rate = float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate))
+    assert rate == pytest.approx(TINY.learning_rate / (1 + 0.5 * 10))
 
 
 def test_rejects_preprocessed_or_mismatched_inputs():

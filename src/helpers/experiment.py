@@ -114,7 +114,10 @@ def train_run(
     Early stopping watches the validation split, or the test set (true labels for
     cross-entropy, the test images' complementary labels otherwise) when
     ``profile.stop_on == "test"``; the validation images stay out of training either way.
-    ``profile.extra_outputs`` adds logits that no label names (the original's 4-output head).
+    ``profile.extra_outputs`` adds logits that no label names (the original's 4-output head);
+    such a run records per epoch the share of test images (up to ``profile.monitor_images``)
+    on which an extra output wins (``extra_output_share`` in its history). ``profile``'s
+    ``recalibrate_bn`` and ``lr_decay`` reach training through ``train_model``.
     ``deadline`` may leave the run unfinished (``helpers.training.train_model``).
     """
     from helpers.training import train_model
@@ -138,6 +141,7 @@ def train_run(
         verbose=verbose,
         precision=precision,
         deadline=deadline,
+        extra_output_images=ds.x_test,
     )
 
 
@@ -168,7 +172,7 @@ def score_run(exp: Experiment, model: Any, batch_size: int = 32) -> dict[str, An
     predicts, extra outputs included, and also on the real classes alone
     (``true_accuracy_real_classes``): how much it learned, if its extra output wins.
     """
-    from helpers.training import predict_proba
+    from helpers.training import extra_output_share, predict_proba
 
     ds = exp.dataset
     scores = predict_proba(model, ds.x_test, batch_size=batch_size)
@@ -182,7 +186,7 @@ def score_run(exp: Experiment, model: Any, batch_size: int = 32) -> dict[str, An
     if scores.shape[1] > exp.num_classes:
         real = scores[:, : exp.num_classes]
         result["true_accuracy_real_classes"] = true_accuracy(real, ds.y_test)
-        result["extra_output_share"] = float((scores.argmax(axis=1) >= exp.num_classes).mean())
+        result["extra_output_share"] = extra_output_share(scores, exp.num_classes)
     return result
 
 

@@ -4,7 +4,9 @@ An *arm* changes one factor of the laptop settings (the image size, the learning
 patience, what early stopping watches) and trains the article loss (or cross-entropy, as the
 control) with it. ``scripts/sweep_losses.py`` records every run in the results store under
 ``complementary_sweep/<loss>/seed<k>[/<overrides>]``; this module gathers an arm's runs by
-their settings, never by hand-typed numbers, and says how much of the gap each arm closes.
+their settings, never by hand-typed numbers, and says how much of the gap each arm closes,
+with an interval over seeds (:func:`share_of_gap`, :func:`format_share`), and separates the
+learning rate from the epoch budget in a 2 x 2 table (:func:`lr_budget_table`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,26 @@ from matplotlib.figure import Figure
 from helpers.complementary import STUCK_THRESHOLD
 from helpers.experiment import SWEEP_CHAPTER
 from helpers.plots import DPI  # importing plots also lets IPython show bare Figures
-from helpers.profiles import get_profile, override_profile, override_tag
+from helpers.profiles import Profile, get_profile, override_profile, override_tag
 from helpers.results import load_results
 
 # The original study's test accuracies (one run each, 299 px, three classes).
 ORIGINAL = {"crossentropy": 0.9375, "article": 0.9141}
+# The original's Adam ``decay`` (Keras 2: lr / (1 + decay * step)), as issue 15 and chapter
+# 6's settings table give it; ``Profile.lr_decay`` reproduces it.
+ORIGINAL_DECAY = 1e-6
+# The factor of the arms that, with the baseline, fill the learning rate x epoch budget square.
+LR_BUDGET = "(b) lr × budget"
+# The original's recipe at the laptop's 96 px: its learning rate and decay, Keras' own
+# BatchNorm moving averages, patience 3 on the test set, up to 200 epochs (of its 1000).
+RECIPE_96: dict[str, Any] = {
+    "learning_rate": 1e-5,
+    "lr_decay": ORIGINAL_DECAY,
+    "recalibrate_bn": False,
+    "patience": 3,
+    "stop_on": "test",
+    "max_epochs": 200,
+}
 
 
 @dataclass(frozen=True)
@@ -53,11 +70,23 @@ ARMS: tuple[Arm, ...] = (
     Arm("160 px", "(a) image size", overrides={"image_size": 160}),
     Arm("299 px", "(a) image size", overrides={"image_size": 299}),
     Arm("learning rate 1e-4", "(b) learning rate", overrides={"learning_rate": 1e-4}),
-    # 30 times smaller steps need many more epochs: the original allowed up to 1000.
+    # 30 times smaller steps need many more epochs: the original allowed up to 1000. With
+    # the baseline (3e-4, at most 25 epochs) these three arms fill the learning rate x epoch
+    # budget square (lr_budget_table), which tells the two apart.
     Arm(
         "learning rate 1e-5, up to 150 epochs",
-        "(b) learning rate",
+        LR_BUDGET,
         overrides={"learning_rate": 1e-5, "max_epochs": 150},
+    ),
+    Arm(
+        "learning rate 1e-5, at most 25 epochs",
+        LR_BUDGET,
+        overrides={"learning_rate": 1e-5, "max_epochs": 25},
+    ),
+    Arm(
+        "up to 150 epochs, patience 15 (learning rate 3e-4)",
+        LR_BUDGET,
+        overrides={"max_epochs": 150, "patience": 15},
     ),
     Arm("patience 15", "(c) patience", overrides={"patience": 15}),
     Arm("stopping on the test set", "(d) early stopping", overrides={"stop_on": "test"}),
@@ -72,10 +101,31 @@ ARMS: tuple[Arm, ...] = (
             "max_epochs": 200,
         },
     ),
+    # The original's own recipe at 96 px (RECIPE_96), with its 4-output head and with 3.
+    Arm(
+        "original recipe at 96 px, 4 outputs",
+        "(e) original recipe",
+        overrides={**RECIPE_96, "extra_outputs": 1},
+    ),
+    Arm("original recipe at 96 px, 3 outputs", "(e) original recipe", overrides=RECIPE_96),
     Arm("4 outputs for 3 classes", "(f) output head", overrides={"extra_outputs": 1}),
     Arm("regular, 96 px", "control", "crossentropy"),
     Arm("regular, 160 px", "control", "crossentropy", {"image_size": 160}),
     Arm("regular, 299 px", "control", "crossentropy", {"image_size": 299}),
+    # Does 1e-5 help the article loss in particular, or every model?
+    Arm(
+        "regular, 1e-5, up to 150 epochs",
+        "control",
+        "crossentropy",
+        {"learning_rate": 1e-5, "max_epochs": 150},
+    ),
+    Arm("forward, 96 px", "control", "forward"),
+    Arm(
+        "forward, 1e-5, up to 150 epochs",
+        "control",
+        "forward",
+        {"learning_rate": 1e-5, "max_epochs": 150},
+    ),
 )
 
 
@@ -102,7 +152,8 @@ class ArmResult:
     """An arm's recorded runs: true test accuracy, epochs and wall time per seed.
 
     Only finished runs count in ``seeds``, ``accuracies`` and the statistics; runs a time
-    budget stopped are kept apart in ``unfinished``.
+    budget stopped are kept apart in ``unfinished``. ``best_epochs`` (1-based, per seed) is
+    empty when a run was recorded without its best epoch.
     """
 
     arm: Arm
@@ -111,6 +162,7 @@ class ArmResult:
     epochs: tuple[int, ...]
     wall_s: tuple[float, ...] = ()
     unfinished: tuple[Unfinished, ...] = ()
+    best_epochs: tuple[int, ...] = ()
 
     @property
     def n(self) -> int:
@@ -182,7 +234,7 @@ def gather_arms(
             key=lambda r: r["seed"],
         )
         mine = [r for r in matching if r.get("finished", True)]
-        budget = override_profile(get_profile(profile), arm.overrides).max_epochs
+        budget = arm_profile(arm, profile).max_epochs
         stopped = tuple(
             Unfinished(int(r["seed"]), float(r["true_accuracy"]), int(r["epochs"]), budget,
                        float(r.get("wall_time_s", float("nan"))))
@@ -197,9 +249,17 @@ def gather_arms(
                 tuple(int(r["epochs"]) for r in mine),
                 tuple(float(r.get("wall_time_s", float("nan"))) for r in mine),
                 stopped,
+                tuple(int(r["best_epoch"]) for r in mine)
+                if all("best_epoch" in r for r in mine)
+                else (),
             )
         )
     return results
+
+
+def arm_profile(arm: Arm, profile: str = "laptop") -> Profile:
+    """The profile ``arm`` trains with: ``profile`` with the arm's overrides."""
+    return override_profile(get_profile(profile), arm.overrides)
 
 
 def missing_runs(
@@ -245,9 +305,7 @@ def gap_closed(results: Sequence[ArmResult], target: float = ORIGINAL["article"]
     ValueError
         When the baseline arm has no runs.
     """
-    base = next((r for r in results if r.arm.factor == "baseline"), None)
-    if base is None or not base.n:
-        raise ValueError("The baseline arm has no runs yet: run scripts/runs/gap-ablation.txt.")
+    base = _baseline(results)
     gap = target - base.mean
     shares = {
         r.arm.label: (r.mean - base.mean) / gap
@@ -262,6 +320,341 @@ def best_arm(results: Sequence[ArmResult]) -> ArmResult | None:
     shares = gap_closed(results)["shares"]
     best = max(shares, key=shares.get, default=None)
     return next(r for r in results if r.arm.label == best) if best is not None else None
+
+
+# ------------------------------------------------------------------ intervals over seeds
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its interval, from ``n_arm`` and ``n_base`` seeds.
+
+    ``low`` and ``high`` are NaN when either side has fewer than two seeds (no spread to
+    go by). ``method`` is ``"bootstrap"`` or ``"welch"``.
+    """
+
+    point: float
+    low: float
+    high: float
+    n_arm: int
+    n_base: int
+    method: str
+    level: float = 0.95
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the interval exists (both sides have at least two seeds)."""
+        return bool(np.isfinite(self.low) and np.isfinite(self.high))
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies wholly above or wholly below 0."""
+        return self.has_interval and (self.low > 0 or self.high < 0)
+
+
+METHODS = ("bootstrap", "welch")
+
+
+def _interval(
+    arm: ArmResult,
+    base: ArmResult,
+    scale: float | None,
+    *,
+    method: str,
+    level: float,
+    resamples: int,
+    seed: int,
+) -> Interval:
+    """``(mean_arm - mean_base) / (target - mean_base)`` with ``scale = target``, or the
+    plain difference of means with ``scale = None``, and its interval."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
+    if not arm.n or not base.n:
+        raise ValueError(
+            f"no runs to compare: {arm.arm.label!r} has {arm.n}, {base.arm.label!r} {base.n}."
+        )
+    a, b = np.asarray(arm.accuracies, float), np.asarray(base.accuracies, float)
+
+    def statistic(mean_a: Any, mean_b: Any) -> Any:
+        if scale is None:
+            return mean_a - mean_b
+        gap = scale - mean_b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(gap > 0, (mean_a - mean_b) / gap, np.nan)
+
+    point = float(statistic(a.mean(), b.mean()))
+    low = high = float("nan")
+    if arm.n > 1 and base.n > 1 and method == "bootstrap":
+        rng = np.random.default_rng(seed)
+        means_a = a[rng.integers(0, len(a), (resamples, len(a)))].mean(axis=1)
+        means_b = b[rng.integers(0, len(b), (resamples, len(b)))].mean(axis=1)
+        values = statistic(means_a, means_b)
+        tail = 100 * (1 - level) / 2
+        if np.isfinite(values).any():
+            low, high = (float(v) for v in np.nanpercentile(values, [tail, 100 - tail]))
+    elif arm.n > 1 and base.n > 1:  # Welch: the difference's t interval over the observed gap
+        from scipy import stats
+
+        var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        se = float(np.sqrt(var_a + var_b))
+        diff = float(a.mean() - b.mean())
+        if se == 0:
+            low = high = diff
+        else:
+            df = se**4 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+            half = float(stats.t.ppf((1 + level) / 2, df)) * se
+            low, high = diff - half, diff + half
+        if scale is not None:
+            gap = scale - float(b.mean())
+            low, high = (low / gap, high / gap) if gap > 0 else (float("nan"),) * 2
+    return Interval(point, low, high, arm.n, base.n, method, level)
+
+
+def share_of_gap(
+    arm: ArmResult,
+    base: ArmResult,
+    target: float = ORIGINAL["article"],
+    *,
+    method: str = "bootstrap",
+    level: float = 0.95,
+    resamples: int = 20_000,
+    seed: int = 0,
+) -> Interval:
+    """The share of the gap between ``base`` and ``target`` that ``arm`` closes, with an interval.
+
+    The share is ``(mean_arm - mean_base) / (target - mean_base)``: 1 closes the gap, 0
+    changes nothing, a negative share widens it. ``method="bootstrap"`` resamples the arm's
+    seeds and the baseline's seeds independently (with replacement, ``resamples`` times,
+    seeded) and takes the percentile interval of the share; resamples whose baseline mean
+    reaches ``target`` (no gap) are left out. With three seeds a side a bootstrap has few
+    distinct resamples and tends to be too narrow; ``method="welch"`` is the wider
+    alternative: Welch's t interval of the difference of means, divided by the observed gap
+    (treated as known). Fewer than two seeds on either side give no interval (NaN ends).
+
+    Raises
+    ------
+    ValueError
+        For an arm or baseline without runs, or an unknown ``method``.
+    """
+    return _interval(arm, base, target, method=method, level=level, resamples=resamples, seed=seed)
+
+
+def difference(
+    arm: ArmResult,
+    base: ArmResult,
+    *,
+    method: str = "bootstrap",
+    level: float = 0.95,
+    resamples: int = 20_000,
+    seed: int = 0,
+) -> Interval:
+    """``arm``'s mean true accuracy minus ``base``'s, with an interval as in :func:`share_of_gap`."""
+    return _interval(arm, base, None, method=method, level=level, resamples=resamples, seed=seed)
+
+
+def percent_step(interval: Interval) -> int:
+    """The rounding, in percent, that ``interval`` supports: 10 for an interval wider than
+    50 points (or none at all), 5 wider than 20, else 1."""
+    if not interval.has_interval:
+        return 10
+    width = 100 * (interval.high - interval.low)
+    return 10 if width > 50 else 5 if width > 20 else 1
+
+
+def _pct(value: float, step: int) -> str:
+    return f"{int(round(100 * value / step)) * step}%"
+
+
+def format_share(interval: Interval, what: str = "the gap") -> str:
+    """A share of the gap closed (:func:`share_of_gap`) rounded to what its interval supports.
+
+    "closes" only when the interval lies above 0, "widens" only when it lies below 0; e.g.
+    ``"closes about 100% of the gap (95% interval 10% to 180%; 3 and 3 seeds, bootstrap)"``.
+    """
+    step = percent_step(interval)
+    about = _pct(interval.point, step)
+    seeds = f"{interval.n_arm} and {interval.n_base} seeds"
+    if not interval.has_interval:
+        return f"about {about} of {what}, without an interval ({seeds}: too few to tell)"
+    span = (
+        f"{interval.level:.0%} interval {_pct(interval.low, step)} to "
+        f"{_pct(interval.high, step)}; {seeds}, {interval.method}"
+    )
+    if interval.low > 0:
+        return f"closes about {about} of {what} ({span})"
+    if interval.high < 0:
+        return f"widens {what}: about {about} of it ({span})"
+    return f"changes {what} by no measurable share: about {about}, but the interval includes 0 ({span})"
+
+
+def gap_intervals(
+    results: Sequence[ArmResult],
+    target: float = ORIGINAL["article"],
+    method: str = "bootstrap",
+) -> dict[str, Interval]:
+    """Per article arm with runs, its :func:`share_of_gap` against the baseline arm.
+
+    Raises
+    ------
+    ValueError
+        When the baseline arm has no runs.
+    """
+    base = _baseline(results)
+    return {
+        r.arm.label: share_of_gap(r, base, target, method=method)
+        for r in results
+        if r.n and r.arm.loss == base.arm.loss and r is not base
+    }
+
+
+def _baseline(results: Sequence[ArmResult]) -> ArmResult:
+    base = next((r for r in results if r.arm.factor == "baseline"), None)
+    if base is None or not base.n:
+        raise ValueError("The baseline arm has no runs yet: run scripts/runs/gap-ablation.txt.")
+    return base
+
+
+def _per_seed(values: Sequence[int], caps: int | None = None) -> str:
+    """``"11, 25*, 7"``: ``*`` marks a run that used its whole epoch budget ``caps``."""
+    return ", ".join(f"{v}{'*' if caps is not None and v >= caps else ''}" for v in values)
+
+
+def format_shares(
+    results: Sequence[ArmResult],
+    profile: str = "laptop",
+    target: float = ORIGINAL["article"],
+    method: str = "bootstrap",
+) -> str:
+    """Every article arm's share of the gap closed with its interval, epochs run and best epochs.
+
+    Epochs run marked ``*`` used the arm's whole budget: early stopping never ended them.
+    """
+    shares = gap_intervals(results, target, method)
+    lines = []
+    for r in results:
+        if r.arm.loss != "article" or r.arm.factor == "baseline":
+            continue
+        if not r.n:
+            lines.append(f"{r.arm.label}: not run yet")
+            continue
+        cap = arm_profile(r.arm, profile).max_epochs
+        best = f"; best epochs {_per_seed(r.best_epochs)}" if r.best_epochs else ""
+        lines.append(
+            f"{r.arm.label}: {r.mean:.1%} ± {r.sd:.1%}, {format_share(shares[r.arm.label])}; "
+            f"epochs run {_per_seed(r.epochs, cap)} (of at most {cap}){best}"
+        )
+    return "\n".join(lines + ["(* = stopped by the epoch budget, not by early stopping)"])
+
+
+def _lr(value: float) -> str:
+    """``3e-4`` for 0.0003."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def lr_budget_cells(
+    results: Sequence[ArmResult], profile: str = "laptop"
+) -> dict[tuple[float, int], ArmResult]:
+    """The learning rate x epoch budget square: ``(learning_rate, max_epochs) -> ArmResult``.
+
+    Its cells are the baseline and the arms of factor :data:`LR_BUDGET`.
+
+    Raises
+    ------
+    ValueError
+        When two arms fall in one cell, or the arms do not make a 2 x 2 square.
+    """
+    cells: dict[tuple[float, int], ArmResult] = {}
+    for r in results:
+        if r.arm.loss == "article" and r.arm.factor in ("baseline", LR_BUDGET):
+            settings = arm_profile(r.arm, profile)
+            cell = (settings.learning_rate, settings.max_epochs)
+            if cell in cells:
+                raise ValueError(f"two arms at learning rate {cell[0]}, {cell[1]} epochs")
+            cells[cell] = r
+    rates = sorted({lr for lr, _ in cells}, reverse=True)
+    budgets = sorted({epochs for _, epochs in cells})
+    if len(rates) != 2 or len(budgets) != 2 or len(cells) != 4:
+        raise ValueError(f"the lr x budget arms do not make a 2 x 2 square: {sorted(cells)}")
+    return cells
+
+
+def lr_budget_table(
+    results: Sequence[ArmResult],
+    profile: str = "laptop",
+    target: float = ORIGINAL["article"],
+    method: str = "bootstrap",
+) -> str:
+    """The 2 x 2 table (learning rate x epoch budget) that separates the two effects.
+
+    Per cell, the article loss's mean true test accuracy ± sd over seeds, the seeds, the
+    epochs run (``*``: the budget ended it) and best epochs, and its share of the gap with
+    its interval; then each factor's effect at both levels of the other (difference of
+    means in points, with its interval), so a learning-rate effect that needs the longer
+    budget shows as one. Cells without runs say "not run yet".
+    """
+    cells = lr_budget_cells(results, profile)
+    base = _baseline(results)
+    rates = sorted({lr for lr, _ in cells}, reverse=True)
+    budgets = sorted({epochs for _, epochs in cells})
+    width = 30
+
+    def mean(r: ArmResult) -> str:
+        return f"{r.mean:.1%} ± {r.sd:.1%} (n={r.n})" if r.n else "not run yet"
+
+    lines = [
+        "learning rate × epoch budget (article loss; true test accuracy, mean ± sd over seeds)",
+        f"{'':<10}" + "".join(f"{f'at most {b} epochs':<{width}}" for b in budgets),
+    ]
+    for lr in rates:
+        lines.append(f"{_lr(lr):<10}" + "".join(f"{mean(cells[lr, b]):<{width}}" for b in budgets))
+    lines.append("")
+    for lr in rates:
+        for b in budgets:
+            r = cells[lr, b]
+            settings = arm_profile(r.arm, profile)
+            head = f"{_lr(lr)}, ≤{b} epochs, patience {settings.patience}: "
+            if not r.n:
+                lines.append(head + "not run yet")
+                continue
+            share = (
+                "the baseline"
+                if r is base
+                else format_share(share_of_gap(r, base, target, method=method))
+            )
+            best = f", best epochs {_per_seed(r.best_epochs)}" if r.best_epochs else ""
+            lines.append(head + f"epochs run {_per_seed(r.epochs, b)}{best}; {share}")
+    lines.append("")
+
+    def effect(a: ArmResult, b: ArmResult) -> str:
+        if not a.n or not b.n:
+            return "not run yet"
+        d = difference(a, b, method=method)
+        if not d.has_interval:
+            return f"{100 * d.point:+.1f} points (too few seeds for an interval)"
+        return (
+            f"{100 * d.point:+.1f} points ({d.level:.0%} interval {100 * d.low:+.1f} to "
+            f"{100 * d.high:+.1f}{'' if d.excludes_zero else ', includes 0'})"
+        )
+
+    low_lr, high_lr = rates[1], rates[0]
+    short, long = budgets
+    for b in budgets:
+        lines.append(
+            f"learning rate {_lr(low_lr)} instead of {_lr(high_lr)}, at most {b} epochs: "
+            + effect(cells[low_lr, b], cells[high_lr, b])
+        )
+    for lr in rates:
+        lines.append(
+            f"at most {long} instead of {short} epochs, learning rate {_lr(lr)}: "
+            + effect(cells[lr, long], cells[lr, short])
+        )
+    patience = {arm_profile(r.arm, profile).patience for r in cells.values()}
+    if len(patience) > 1:
+        lines.append(
+            "(the cells' patience differs, as listed above: the budget's effect includes it)"
+        )
+    return "\n".join(lines)
 
 
 # Short names of the arms the chapter quotes.

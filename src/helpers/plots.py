@@ -332,28 +332,42 @@ def loss_shapes(num_classes: int = 3, points: int = 200) -> Figure:
     return fig
 
 
-def _explorer_columns(
+MODEL_NAMES = {"regular": "regular", "complementary": "complementary"}
+GRID_DPI = (
+    120  # map grids are saved wider than other figures: >= 900 px, maps >= 150 px on the page
+)
+
+
+def _explorer_rows(
     data: Any, indices: Sequence[int], layers: Sequence[str], choice: str, scale: str
-) -> tuple[np.ndarray, dict[str, list[np.ndarray]], list[str], dict[str, list[Any]]]:
-    """Images, overlay columns, true classes and prediction badges of the original figure."""
+) -> tuple[np.ndarray, dict[str, list[list[np.ndarray]]], list[str], dict[str, list[Any]]]:
+    """Images, each model's overlays per row (one per layer), true classes and predictions."""
     from helpers.gradcam import overlay
 
     size = int(data.images.shape[1])
     images = data.images[list(indices)].astype(np.float32) / 255.0
-    panels: dict[str, list[np.ndarray]] = {}
+    overlays: dict[str, list[list[np.ndarray]]] = {m: [] for m in MODEL_NAMES}
     badges: dict[str, list[Any]] = {}
     names = data.class_names
-    for model in ("regular", "complementary"):
-        for layer in layers:
-            panels[_column(model, layer)] = [
-                overlay(images[row], data.cams(i, layer, choice, scale, size)[model])
-                for row, i in enumerate(indices)
-            ]
+    for row, i in enumerate(indices):
+        for model in MODEL_NAMES:
+            overlays[model].append(
+                [
+                    overlay(images[row], data.cams(i, layer, choice, scale, size)[model])
+                    for layer in layers
+                ]
+            )
+    for model in MODEL_NAMES:
         predicted = data.predicted(model)
-        badges[_column(model, layers[0])] = [
-            (names[predicted[i]], predicted[i] == data.labels[i]) for i in indices
-        ]
-    return images, panels, [names[data.labels[i]] for i in indices], badges
+        badges[model] = [(names[predicted[i]], predicted[i] == data.labels[i]) for i in indices]
+    return images, overlays, [names[data.labels[i]] for i in indices], badges
+
+
+def _depth_title(layer: str) -> str:
+    from helpers.gradcam import DEEP, MIDDLE, SHALLOW
+
+    depth = {SHALLOW: "shallow", MIDDLE: "middle", DEEP: "deep"}.get(layer)
+    return f"{depth}\n{layer}" if depth else layer
 
 
 def explorer_grid(
@@ -363,46 +377,82 @@ def explorer_grid(
     *,
     choice: str = "predicted",
     scale: str = "per_map",
-    cell: float = 1.2,
+    cell: float = 1.9,
 ) -> Figure:
     """The original study's figure from precomputed maps (:class:`helpers.explorer.ExplorerData`).
 
-    One row per image: the image, then the regular model's overlays at ``layers``, then the
-    complementary model's. Each row is labelled with its true class; each model's first
-    column carries its prediction, green when right and red when wrong.
+    Each image gets two rows, the regular model's overlays at ``layers`` and the
+    complementary model's below them, with the image itself to their left, labelled with its
+    true class. Each model's prediction sits beside its row, outside the maps, green when right
+    and red when wrong; a colour bar under the grid says what the colours mean. Saved by
+    :func:`as_jpeg` at :data:`GRID_DPI`, a grid of three layers is about 1,000 px wide, so that
+    each map stays at least 150 px wide at the book's content width.
 
     ``data`` may also map a row label to maps of the *same* test images at another input
-    size (``{"96 px": ..., "299 px": ...}``): each image then gets one row per size, one
-    above the other, labelled with the size, and each overlay keeps its own size's pixels.
+    size (``{"96 px": ..., "299 px": ...}``): each image then gets one pair of rows per size,
+    labelled with the size, and each overlay keeps its own size's pixels.
     """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     grids = data if isinstance(data, Mapping) else {"": data}
     if not grids:
         raise ValueError(
             "explorer_grid got no maps: no size has both models trained yet. Train them "
             "first, or draw the figure only when there are maps (`if grids: ...`)."
         )
-    parts = {key: _explorer_columns(d, indices, layers, choice, scale) for key, d in grids.items()}
-    images: list[np.ndarray] = []
-    titles: list[str] = []
-    panels: dict[str, list[np.ndarray]] = {}
-    badges: dict[str, list[Any]] = {}
-    for row in range(len(indices)):
-        for key, (pixels, columns, truth, marks) in parts.items():
-            images.append(pixels[row])
-            titles.append(f"{truth[row]}\n{key}" if key else truth[row])
-            for name, column in columns.items():
-                panels.setdefault(name, []).append(column[row])
-            for name, mark in marks.items():
-                badges.setdefault(name, []).append(mark[row])
-    return cam_grid(images, panels, titles, cell=cell, badges=badges)
-
-
-def _column(model: str, layer: str) -> str:
-    """A column title: the model, and the depth for the original's three layers."""
-    from helpers.gradcam import DEEP, MIDDLE, SHALLOW
-
-    depth = {SHALLOW: "shallow", MIDDLE: "middle", DEEP: "deep"}.get(layer, layer)
-    return f"{'regular' if model == 'regular' else 'compl.'}\n{depth}"
+    parts = {key: _explorer_rows(d, indices, layers, choice, scale) for key, d in grids.items()}
+    groups = [(row, key) for row in range(len(indices)) for key in parts]
+    models = list(MODEL_NAMES)
+    n_rows = len(groups) * len(models)
+    ratios = [1.0, 0.62, *([1.0] * len(layers))]
+    fig = Figure(
+        figsize=(cell * sum(ratios) + 0.9, cell * n_rows + 0.9), dpi=GRID_DPI, layout="constrained"
+    )
+    spec = fig.add_gridspec(
+        n_rows + 1, len(ratios), width_ratios=ratios, height_ratios=[*([1.0] * n_rows), 0.12]
+    )
+    for g, (row, key) in enumerate(groups):
+        images, overlays, truth, badges = parts[key]
+        top = g * len(models)
+        ax = fig.add_subplot(spec[top : top + len(models), 0])
+        _hide(ax)
+        ax.imshow(images[row])
+        ax.set_ylabel(
+            f"{truth[row]}\n{key}" if key else truth[row],
+            fontsize=LABEL_SIZE,
+            rotation=0,
+            ha="right",
+            va="center",
+        )
+        for m, model in enumerate(models):
+            label = fig.add_subplot(spec[top + m, 1])
+            label.axis("off")
+            text, right = badges[model][row]
+            label.text(
+                0.5, 0.5, f"{MODEL_NAMES[model]}\n{'✓' if right else '✗'} {text}", transform=label.transAxes,
+                ha="center", va="center", fontsize=LABEL_SIZE - 1, color="white",
+                bbox={"facecolor": RIGHT if right else WRONG, "pad": 2.5, "lw": 0},
+            )  # fmt: skip
+            for j, layer in enumerate(layers):
+                ax = fig.add_subplot(spec[top + m, 2 + j])
+                _hide(ax)
+                ax.imshow(overlays[model][row][j])
+                if g == 0 and m == 0:
+                    ax.set_title(_depth_title(layer), fontsize=LABEL_SIZE)
+    bar = fig.add_subplot(spec[n_rows, 2:])
+    what = (
+        "each map divided by its own maximum"
+        if scale == "per_map"
+        else "one scale for all maps of an image"
+    )
+    fig.colorbar(
+        ScalarMappable(Normalize(0, 1), colormaps["jet"]), cax=bar, orientation="horizontal",
+        label=f"Grad-CAM, 0 (blue) to 1 (red): {what}",
+    )  # fmt: skip
+    bar.xaxis.label.set_fontsize(LABEL_SIZE)
+    return fig
 
 
 def save_headline(fig: Figure, profile: str, path: str = "_static/headline.png") -> bool:
@@ -421,7 +471,8 @@ def as_jpeg(fig: Figure, quality: int = 80) -> Any:
     """``fig`` as an IPython JPEG image: photo-heavy grids stay small in stored notebooks.
 
     PNG keeps every pixel of the photographs exactly and weighs ~0.5 MB per grid; a JPEG at
-    quality 80 looks the same at this size and weighs a fifth of that.
+    quality 80 looks the same at this size and weighs a fifth of that. Saved at the figure's
+    own resolution (:data:`GRID_DPI` for the map grids, :data:`DPI` for the rest).
     """
     import io
 
@@ -429,7 +480,7 @@ def as_jpeg(fig: Figure, quality: int = 80) -> Any:
     from PIL import Image as PILImage
 
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(png, format="png", dpi=fig.get_dpi(), bbox_inches="tight")
     png.seek(0)
     out = io.BytesIO()
     PILImage.open(png).convert("RGB").save(out, format="JPEG", quality=quality, optimize=True)

@@ -58,7 +58,24 @@ class Profile:
     extra_outputs
         Logits beyond the classes. The original's ``Xception()`` call built 4 outputs for
         3 classes; a class no image has, and that is never a complementary label, gives a
-        complementary loss somewhere to put probability. 0 for the book's models.
+        complementary loss somewhere to put probability. 0 for the book's models. With
+        extra outputs, training records per epoch the share of monitored images (the test
+        set's, through ``helpers.experiment.train_run``) on which an extra output wins the
+        argmax (``extra_output_share`` in the history, ``helpers.training.ExtraOutputShare``).
+    recalibrate_bn
+        Re-estimate the BatchNorm statistics before every validation pass (the book's fix,
+        ``helpers.batchnorm``). ``False`` trains with Keras' own moving averages, as the
+        original did: the momentum stays Keras' default 0.99 (``train_model``'s
+        ``bn_momentum``), the momentum of the Keras 2 ``BatchNormalization`` layers of the
+        original's ``keras.applications.Xception``, so no momentum field is needed.
+    lr_decay
+        Keras 2's ``decay`` argument of the optimizer: the learning rate of step ``t``
+        (counted from 0 over the whole run) is ``learning_rate / (1 + lr_decay * t)``. Keras 3
+        dropped the argument; the same formula is ``InverseTimeDecay(learning_rate,
+        decay_steps=1, decay_rate=lr_decay)``, used only when ``lr_decay > 0`` (0, the
+        default, keeps a constant rate). The original passed ``decay=1e-6`` with its 1e-5
+        (issue 15, chapter 6's table): after 5,200 steps (200 laptop epochs) the rate is
+        0.5% lower, so at this scale the decay is nearly a constant rate.
     """
 
     name: str
@@ -75,6 +92,8 @@ class Profile:
     stop_on: str = "validation"
     extra_outputs: int = 0
     monitor_images: int = 256
+    recalibrate_bn: bool = True
+    lr_decay: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -193,7 +212,7 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError(text)
             return text.lower() in ("true", "1", "yes")
-        if name == "learning_rate":
+        if isinstance(current, float):  # learning_rate, lr_decay
             return float(text)
         return int(text)
     except ValueError:

@@ -114,3 +114,29 @@ def glue(name: str, val: Any) -> None:
     except ImportError:
         return
     myst_glue(name, val, display=False)
+
+
+def runs_by_device(
+    profile: str, directory: Path | str | None = None, chapter: str = "complementary_sweep"
+) -> list[dict[str, Any]]:
+    """Where the recorded training runs of a store came from: one row per device and precision.
+
+    Rows are ``{"device", "precision", "runs", "first", "last"}`` (dates), most runs first.
+    Runs recorded before the precision was stored count as ``"float32 (not recorded)"``: every
+    run before mixed precision existed was float32. Summaries over seeds are not runs.
+    """
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, entry in load_results(profile, directory).get(chapter, {}).items():
+        if "summary" in key.split("/") or not isinstance(entry, dict):
+            continue
+        run = entry.get("value") if isinstance(entry.get("value"), dict) else {}
+        device = str(entry.get("device") or "device not recorded")
+        precision = str(run.get("precision") or "float32 (not recorded)")
+        row = rows.setdefault(
+            (device, precision), {"device": device, "precision": precision, "runs": 0}
+        )
+        row["runs"] += 1
+        date = str(entry.get("date", ""))
+        row["first"] = min(row.get("first", date), date)
+        row["last"] = max(row.get("last", date), date)
+    return sorted(rows.values(), key=lambda r: (-r["runs"], r["device"], r["precision"]))

@@ -5,7 +5,8 @@ on logits) on augmented batches with early stopping on the validation loss, save
 atomically (``helpers.artifacts``) and, on a later call, loads it instead of retraining.
 
 Before every validation pass the BatchNorm statistics are re-estimated on training images
-(``helpers.batchnorm``: why the moving averages fail on small from-scratch runs).
+(``helpers.batchnorm``: why the moving averages fail on small from-scratch runs), unless the
+profile's ``recalibrate_bn`` is off (the original's plain Keras moving averages).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import numpy as np
 
 from helpers import artifacts, checkpoint
 from helpers.augment import AugmentedBatches
-from helpers.batchnorm import BatchStatsMonitor, RecalibrateBatchNorm, score
+from helpers.batchnorm import (
+    MONITOR_IMAGES,
+    BatchStatsMonitor,
+    RecalibrateBatchNorm,
+    score,
+)
+from helpers.batchnorm import predict_proba as predict_eagerly
 from helpers.data import preprocess, stratified_split
 from helpers.precision import resolve_precision
 from helpers.profiles import Profile, override_tag
@@ -41,9 +48,16 @@ TRAINING_FIELDS = (
     "amsgrad",
     "stop_on",
     "extra_outputs",
+    "recalibrate_bn",
+    "lr_decay",
 )
 # Fields added after runs were saved: at these defaults they stay out of a run's identity.
-LATER_DEFAULTS = {"stop_on": "validation", "extra_outputs": 0}
+LATER_DEFAULTS: dict[str, Any] = {
+    "stop_on": "validation",
+    "extra_outputs": 0,
+    "recalibrate_bn": True,
+    "lr_decay": 0.0,
+}
 
 
 def _training_fields(profile: dict[str, Any]) -> dict[str, Any]:
@@ -153,22 +167,86 @@ class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]
         print("  ".join(parts) + f"  {time.perf_counter() - self.start:.1f}s{mark}", flush=True)
 
 
+EXTRA_OUTPUT_SHARE = "extra_output_share"  # the history key of ExtraOutputShare
+
+
+def extra_output_share(probs: np.ndarray, num_classes: int) -> float:
+    """The share of rows of ``probs`` whose argmax is an output beyond the first ``num_classes``."""
+    probs = np.asarray(probs)
+    if not len(probs):
+        return float("nan")
+    return float((probs.argmax(axis=-1) >= num_classes).mean())
+
+
+class ExtraOutputShare(keras.callbacks.Callback):  # type: ignore[misc]
+    """Adds ``extra_output_share`` to the logs: how often an output no class names wins.
+
+    For a head with outputs beyond the classes (``Profile.extra_outputs``): after every
+    epoch, the share of a fixed subset of ``x`` (at most ``images``, drawn once) on which
+    the argmax is an extra output, with the model in inference mode as it predicts (after
+    the epoch's validation pass, so with the BatchNorm statistics validation used). One
+    forward pass over the subset per epoch; no weight depends on it.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        x: np.ndarray,
+        num_classes: int,
+        batch_size: int,
+        images: int = MONITOR_IMAGES,
+    ) -> None:
+        super().__init__()
+        order = np.sort(np.random.default_rng(0).permutation(len(x))[:images])
+        self.softmax_model, self.x = model, x[order]
+        self.num_classes, self.batch_size = num_classes, batch_size
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            probs = predict_eagerly(self.softmax_model, self.x, self.batch_size)
+            logs[EXTRA_OUTPUT_SHARE] = extra_output_share(probs, self.num_classes)
+
+
 def compile_for_training(
     model: keras.Model, loss: Any, metric: str, profile: Profile
 ) -> keras.Model:
     """The compiled ``logits`` sub-model of ``model`` that ``train_model`` fits.
 
-    Adam with the profile's learning rate and ``amsgrad`` (as the original study); ``loss``
-    and ``metric`` as returned by :func:`resolve_loss`. Fitting it trains ``model``. The
-    optimizer comes built (its variables exist before the first step).
+    Adam with the profile's learning rate and ``amsgrad`` (as the original study), decayed
+    per step as Keras 2's ``decay`` did when ``profile.lr_decay > 0`` (:func:`learning_rate`);
+    ``loss`` and ``metric`` as returned by :func:`resolve_loss`. Fitting it trains ``model``.
+    The optimizer comes built (its variables exist before the first step).
     """
     trainer = logits_model(model)
-    optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate, amsgrad=profile.amsgrad)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(profile), amsgrad=profile.amsgrad)
     trainer.compile(optimizer=optimizer, loss=loss, metrics=_metrics(metric))
     # Adam's moments created inside the first traced step make TensorFlow trace the whole
     # training step twice: built here, one trace is enough (about 14 s less per smoke run).
     optimizer.build(trainer.trainable_variables)
     return trainer
+
+
+def learning_rate(profile: Profile) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's learning rate: constant, or Keras 2's ``decay`` when ``lr_decay > 0``.
+
+    Keras 2 optimizers took ``decay`` and used ``lr / (1 + decay * t)`` at step ``t``
+    (``t`` = the optimizer's ``iterations``, 0 at the first step); Keras 3's
+    ``InverseTimeDecay`` with ``decay_steps=1`` is that formula. The schedule reads the
+    optimizer's step count, which checkpoints keep, so a resumed run goes on decaying from
+    where it stopped.
+
+    Raises
+    ------
+    ValueError
+        For a negative ``lr_decay``.
+    """
+    if profile.lr_decay < 0:
+        raise ValueError(f"lr_decay must be 0 or positive, not {profile.lr_decay}.")
+    if profile.lr_decay == 0:
+        return profile.learning_rate
+    return keras.optimizers.schedules.InverseTimeDecay(
+        initial_learning_rate=profile.learning_rate, decay_steps=1, decay_rate=profile.lr_decay
+    )
 
 
 def cap_training_set(
@@ -231,11 +309,12 @@ def train_model(
     retrain: bool = False,
     verbose: bool = True,
     bn_momentum: float = 0.99,
-    recalibrate_bn: bool = True,
+    recalibrate_bn: bool | None = None,
     monitor_batch_stats: bool = True,
     precision: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     deadline: float | None = None,
+    extra_output_images: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train Xception on uint8 images (or load the finished run saved earlier).
 
@@ -256,8 +335,11 @@ def train_model(
         uint8 images ``(N, H, W, 3)`` and int labels: true labels for ``"crossentropy"``,
         complementary labels for a complementary loss. Validation drives early stopping.
     profile
-        Batch size, learning rate (Adam, ``amsgrad`` per profile), max epochs, patience and
-        the training-image cap (``max_train_images``, stratified and seeded).
+        Batch size, learning rate (Adam, ``amsgrad`` per profile, decayed per step when
+        ``lr_decay > 0``), max epochs, patience, the training-image cap
+        (``max_train_images``, stratified and seeded), the BatchNorm handling
+        (``recalibrate_bn``) and how many of the ``num_classes`` outputs name no class
+        (``extra_outputs``: the last ones).
     loss
         ``"crossentropy"``, a name from ``helpers.complementary.LOSS_NAMES``, or a
         ``keras.losses.Loss`` taking logits.
@@ -274,7 +356,7 @@ def train_model(
     recalibrate_bn
         Replace the moving statistics by exact ones before each validation pass
         (``helpers.batchnorm.recalibrate_batchnorm``). ``False`` reproduces plain Keras,
-        and with it the batch-norm trap.
+        and with it the batch-norm trap. ``None``: the profile's ``recalibrate_bn``.
     monitor_batch_stats
         Record ``val_<metric>_batch_stats`` per epoch (costs one forward pass over up to
         ``profile.monitor_images`` validation images per epoch).
@@ -289,6 +371,11 @@ def train_model(
         was done anyway, returns it *unfinished* (``finished=False``): nothing is saved as
         finished, and the same call later resumes from the checkpoint. Needs
         ``profile.checkpoint``.
+    extra_output_images
+        uint8 images on which, with ``profile.extra_outputs > 0``, the history records
+        ``extra_output_share`` per epoch (:class:`ExtraOutputShare`, up to
+        ``profile.monitor_images`` of them; ``None``: ``x_val``). Ignored without extra
+        outputs, so other runs' histories do not change.
 
     Returns
     -------
@@ -302,6 +389,12 @@ def train_model(
         or a saved run of this name that was trained on other data or settings.
     """
     _check_inputs(x_train, y_train, x_val, y_val)
+    recalibrate = profile.recalibrate_bn if recalibrate_bn is None else recalibrate_bn
+    if not 0 <= profile.extra_outputs < num_classes:
+        raise ValueError(
+            f"extra_outputs must lie in 0..{num_classes - 1} of the {num_classes} outputs, "
+            f"not {profile.extra_outputs}."
+        )
     if deadline is not None and not profile.checkpoint:
         raise ValueError(
             f"a deadline needs checkpoints, or the unfinished epochs are lost: the "
@@ -325,7 +418,7 @@ def train_model(
             "num_classes": num_classes,
             "input_shape": list(x_train.shape[1:]),
             "bn_momentum": float(bn_momentum),
-            "recalibrate_bn": recalibrate_bn,
+            "recalibrate_bn": recalibrate,
             "data": fingerprint(x_train, y_train, x_val, y_val),
         }
         if not retrain and artifacts.is_complete(directory):
@@ -351,7 +444,7 @@ def train_model(
             request, stopper, directory if profile.checkpoint else None, resumed
         )
         own: list[Any] = []
-        if recalibrate_bn:
+        if recalibrate:
             own.append(RecalibrateBatchNorm(model, x_train, seed=seed))
         if monitor_batch_stats:
             own.append(
@@ -359,14 +452,22 @@ def train_model(
                     model, x_val, y_val, metric, profile.batch_size, profile.monitor_images
                 )
             )
+        if profile.extra_outputs > 0:
+            own.append(
+                ExtraOutputShare(
+                    model,
+                    x_val if extra_output_images is None else extra_output_images,
+                    num_classes - profile.extra_outputs,
+                    profile.batch_size,
+                    profile.monitor_images,
+                )
+            )
         own += [keras.callbacks.TerminateOnNaN(), stopper, recorder]
         done = resumed.epochs_done if resumed else 0
         if verbose:
             best_so_far = min(recorder.history.get("val_loss", [math.inf]), default=math.inf)
             own.append(EpochLine(profile.max_epochs, best_so_far))
-            bn = (
-                "recalibrated every epoch" if recalibrate_bn else f"moving averages ({bn_momentum})"
-            )
+            bn = "recalibrated every epoch" if recalibrate else f"moving averages ({bn_momentum})"
             print(
                 f"training {name} (seed {seed}, {keras.backend.backend()}, {policy}): "
                 f"{len(x_train)} images, {steps} steps/epoch, BatchNorm statistics {bn}",

@@ -1,0 +1,148 @@
+"""Grad-CAM maps on disk: run the agreement analysis later, without the models' weights.
+
+:func:`save_maps` writes ``{model: {layer: maps (N, h, w)}}`` to one compressed ``.npz`` with
+everything needed to read it again: model names, layer names, the indices of the images in
+the test set, each model's device (where it was trained) and, optionally, the labels the
+maps explain. Maps stay at each layer's own resolution (never upsampled), which keeps the
+file small.
+
+To store them in float16 without losing small values to underflow, every map is divided by
+its largest absolute value first, and that scale is kept in float32; :func:`load_maps`
+multiplies it back. The rank correlation and the top-region IoU do not depend on a map's
+scale, so only float16's 11-bit precision remains: values closer than about 1 part in 2000
+of the map's maximum can become tied. Pass ``dtype="float32"`` to keep the maps exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StoredMaps:
+    """What :func:`load_maps` returns.
+
+    Attributes
+    ----------
+    maps
+        ``{model: {layer: maps (N, h, w) float32}}``, models and layers in the saved order.
+    image_indices
+        ``(N,)`` indices of the images in the test set, in the maps' order.
+    devices
+        ``{model: device}``: where each model was trained (seeds may be pooled across devices).
+    labels
+        ``(N,)`` classes the maps explain, or ``None`` if none were saved.
+    note
+        Free text saved with the maps (e.g. the profile and the class explained).
+    """
+
+    maps: dict[str, dict[str, npt.NDArray[np.float32]]]
+    image_indices: npt.NDArray[np.int64]
+    devices: dict[str, str]
+    labels: npt.NDArray[np.int64] | None
+    note: str
+
+
+def save_maps(
+    path: str | Path,
+    maps: Mapping[str, Mapping[str, npt.ArrayLike]],
+    image_indices: npt.ArrayLike,
+    devices: str | Mapping[str, str],
+    *,
+    labels: npt.ArrayLike | None = None,
+    note: str = "",
+    dtype: str = "float16",
+) -> Path:
+    """Write per-model maps to a compressed ``.npz`` (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The file; ``.npz`` is appended by NumPy if missing.
+    maps
+        ``{model: {layer: maps (N, h, w)}}``; every model with the same layers and shapes.
+    image_indices
+        ``(N,)`` test-set indices of the images (e.g. :func:`helpers.experiment.cam_subset`).
+    devices
+        One device string for all models, or ``{model: device}`` (e.g. from each run's record).
+    labels
+        Optional ``(N,)`` classes the maps explain.
+    note
+        Free text kept in the file.
+    dtype
+        ``"float16"`` (default, small) or ``"float32"`` (exact).
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be 'float16' or 'float32', not {dtype!r}")
+    models = list(maps)
+    if not models:
+        raise ValueError("no maps to save")
+    layers = list(maps[models[0]])
+    idx = np.asarray(image_indices, dtype=np.int64).ravel()
+    dev = {m: devices for m in models} if isinstance(devices, str) else dict(devices)
+    if set(dev) != set(models):
+        raise ValueError(f"devices must name every model: missing {sorted(set(models) - set(dev))}")
+    arrays: dict[str, npt.NDArray[np.generic]] = {
+        "format": np.array(FORMAT),
+        "models": np.array(models),
+        "layers": np.array(layers),
+        "image_indices": idx,
+        "devices": np.array([dev[m] for m in models]),
+        "note": np.array(note),
+    }
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels, dtype=np.int64).ravel()
+        if arrays["labels"].shape != idx.shape:
+            raise ValueError(f"labels {arrays['labels'].shape} and indices {idx.shape} differ")
+    for i, model in enumerate(models):
+        if list(maps[model]) != layers:
+            raise ValueError(f"{model!r} has layers {list(maps[model])}, expected {layers}")
+        for j, layer in enumerate(layers):
+            m = np.asarray(maps[model][layer], dtype=np.float64)
+            if m.ndim != 3 or len(m) != len(idx) or not np.isfinite(m).all():
+                raise ValueError(
+                    f"{model!r}/{layer}: need finite maps (N, h, w) with N = {len(idx)} "
+                    f"image indices, got {m.shape}"
+                )
+            scale = np.abs(m).max(axis=(1, 2))
+            scale = np.where(scale > 0, scale, 1.0)
+            arrays[f"map_{i}_{j}"] = (m / scale[:, None, None]).astype(dtype)
+            arrays[f"scale_{i}_{j}"] = scale.astype(np.float32)
+    out = Path(path)
+    np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
+    return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+
+
+def load_maps(path: str | Path) -> StoredMaps:
+    """Read a file written by :func:`save_maps`; maps come back as float32 at their scale."""
+    with np.load(path, allow_pickle=False) as f:
+        if int(f["format"]) != FORMAT:
+            raise ValueError(f"{path}: map file format {int(f['format'])}, expected {FORMAT}")
+        models = [str(m) for m in f["models"]]
+        layers = [str(layer) for layer in f["layers"]]
+        maps = {
+            model: {
+                layer: (f[f"map_{i}_{j}"].astype(np.float32) * f[f"scale_{i}_{j}"][:, None, None])
+                for j, layer in enumerate(layers)
+            }
+            for i, model in enumerate(models)
+        }
+        return StoredMaps(
+            maps=maps,
+            image_indices=f["image_indices"].astype(np.int64),
+            devices=dict(zip(models, (str(d) for d in f["devices"]), strict=True)),
+            labels=f["labels"].astype(np.int64) if "labels" in f else None,
+            note=str(f["note"]),
+        )
