@@ -140,8 +140,13 @@ def test_figure_draws_each_loss_chance_and_references():
     assert "chance: 1/K" in labels and "original, 4 classes" in labels
     star = next(line for line in ax.get_lines() if line.get_label() == "original, 4 classes")
     assert np.asarray(star.get_ydata(), dtype=float)[0] == ORIGINAL_FOUR_CLASSES
-    cifar = next(line for line in ax.get_lines() if line.get_label() == "CIFAR-10, complementary")
+    assert not any(line.get_label().startswith("CIFAR") for line in ax.get_lines())
+    reference = fig.axes[1]  # another data set: a panel of its own
+    cifar = next(
+        line for line in reference.get_lines() if line.get_label() == "CIFAR-10, complementary"
+    )
     assert list(cifar.get_ydata()) == [CIFAR[3][1], CIFAR[4][1]]
+    assert ax.get_legend() is None and fig.legends, "the legend sits outside the data"
     chance = next(line for line in ax.get_lines() if line.get_label() == "chance: 1/K")
     x = np.asarray(chance.get_xdata(), dtype=float)
     assert np.allclose(np.asarray(chance.get_ydata(), dtype=float), 1 / x)

@@ -13,13 +13,17 @@ from helpers.faithfulness import (
     Curve,
     LayerFaithfulness,
     auc,
+    baseline_probability,
     beats_random,
     deletion_curve,
     faithfulness_by_layer,
     faithfulness_table,
     insertion_curve,
     pixel_ranks,
+    random_reference,
     random_saliency,
+    random_verdict,
+    training_mean,
 )
 
 H = W = 8
@@ -223,8 +227,12 @@ def test_faithfulness_by_layer_refuses_bad_input():
         faithfulness_by_layer(model, x, [])
     with pytest.raises(ValueError, match=r"cannot use layer\(s\) \['block14'\].*shallow, deep"):
         faithfulness_by_layer(model, x, ["deep", "block14"])
-    with pytest.raises(ValueError, match="steps and batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="steps, batch_size and n_random must be >= 1"):
         faithfulness_by_layer(model, x, ["deep"], steps=0)
+    with pytest.raises(ValueError, match="n_random must be >= 1"):
+        faithfulness_by_layer(model, x, ["deep"], n_random=0)
+    with pytest.raises(ValueError, match="score must be one of"):
+        faithfulness_by_layer(model, x, ["deep"], score="softmax")
 
 
 def region_result(saliency, n=8, steps=16):
@@ -236,7 +244,7 @@ def region_result(saliency, n=8, steps=16):
     def curves(sal):
         return (
             deletion_curve(sigmoid_model, x, sal, 1, steps=steps),
-            insertion_curve(sigmoid_model, x, sal, 1, steps=steps),
+            insertion_curve(sigmoid_model, x, sal, 1, steps=steps, start=0.0),
         )
 
     return LayerFaithfulness(*curves(saliency), *curves(rand))
@@ -289,6 +297,166 @@ def test_faithfulness_table_one_aligned_row_per_model_and_layer():
     d = bootstrap_ci(good.deletion.auc)
     assert f"{d.mean:.2f} [{d.low:.2f}, {d.high:.2f}]" in rows[0]
     ins = bootstrap_ci(good.random_insertion.auc)
-    assert rows[0].endswith(f"{ins.mean:.2f} [{ins.low:.2f}, {ins.high:.2f}]")
+    assert f"{ins.mean:.2f} [{ins.low:.2f}, {ins.high:.2f}]" in rows[0]
+    # The insertion verdict and the baseline probability close every row.
+    assert header.endswith("baseline p")
+    assert [row.split()[-2:] for row in rows] == [["better", "-"], ["worse", "-"], ["worse", "-"]]
     with pytest.raises(ValueError, match="no \\(model, layer\\) pair"):
         faithfulness_table({"regular": {}})
+
+
+# ------------------------------------------- baselines, scores and the per-model random reference
+
+
+def flat_model(x):
+    """Calls a flat image class 0, confidently (as real networks often call flat grey one
+    class): the logit of class 0 falls with the image's contrast."""
+    contrast = np.abs(x - x.mean(axis=(1, 2, 3), keepdims=True)).mean(axis=(1, 2, 3))
+    p0 = 1 / (1 + np.exp(-(6 - 30 * contrast)))
+    return np.stack([p0, 1 - p0], axis=1)
+
+
+def test_blur_baseline_differs_from_grey_and_is_classified_less_confidently():
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4, 16, 16, 3)).astype(np.float32)
+    assert (flat_model(x)[:, 1] > 0.99).all()  # the images themselves: class 1
+    grey = baseline_probability(flat_model, x, None, 0.0)
+    blur = baseline_probability(flat_model, x, None, "blur", blur_sigma=1.0)
+    assert (grey > 0.99).all()  # flat grey is classified, confidently, as class 0
+    assert (blur < grey - 0.1).all()
+    # With the class a curve follows, it is where the deletion curve ends.
+    sal = np.random.default_rng(1).random((4, 16, 16))
+    curve = deletion_curve(flat_model, x, sal, 1, steps=4, baseline="blur", blur_sigma=1.0)
+    np.testing.assert_allclose(
+        curve.scores[:, -1], baseline_probability(flat_model, x, 1, "blur", blur_sigma=1.0)
+    )
+    np.testing.assert_allclose(baseline_probability(flat_model, x, 1, 0.0), 1 - grey)
+    seen = []
+    deletion_curve(lambda b: seen.append(b) or flat_model(b), x, sal, 1, steps=1, baseline="blur")
+    fully_deleted = np.concatenate(seen)[1::2]
+    assert not np.allclose(fully_deleted, 0.0)  # a blur, not grey
+    np.testing.assert_allclose(
+        fully_deleted, ndimage.gaussian_filter(x, (0, 0.8, 0.8, 0)), atol=1e-6
+    )
+
+
+def test_mean_baseline_is_the_training_mean_image():
+    rng = np.random.default_rng(2)
+    train = rng.uniform(-1, 1, size=(10, H, W, 3)).astype(np.float32)
+    mean = training_mean(train)
+    assert mean.shape == (H, W, 3) and mean.dtype == np.float32
+    np.testing.assert_allclose(mean, train.mean(axis=0), atol=1e-6)
+    x = rng.uniform(-1, 1, size=(2, H, W, 3)).astype(np.float32)
+    seen = []
+
+    def recording_model(batch):
+        seen.append(batch.copy())
+        return sigmoid_model(batch)
+
+    sal = rng.random((2, H, W))
+    deletion_curve(recording_model, x, sal, 1, steps=2, baseline="mean", mean_image=mean)
+    np.testing.assert_array_equal(np.concatenate(seen)[[2, 5]], np.stack([mean, mean]))
+    seen.clear()
+    insertion_curve(recording_model, x, sal, 1, steps=2, start="mean", mean_image=mean)
+    np.testing.assert_array_equal(np.concatenate(seen)[[0, 3]], np.stack([mean, mean]))
+    with pytest.raises(ValueError, match="needs mean_image"):
+        deletion_curve(sigmoid_model, x, sal, 1, baseline="mean")
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        training_mean(mean)
+
+
+def test_relative_score_is_one_at_the_intact_image_and_a_ratio_elsewhere():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.3, 1.0, size=(3, H, W, 1)).astype(np.float32)
+    sal = rng.random((3, H, W))
+    for make, intact in ((deletion_curve, 0), (insertion_curve, -1)):
+        prob = make(sigmoid_model, x, sal, 1, steps=4)
+        rel = make(sigmoid_model, x, sal, 1, steps=4, score="relative")
+        assert rel.score == "relative" and prob.score == "probability"
+        np.testing.assert_allclose(rel.scores[:, intact], 1.0)
+        np.testing.assert_allclose(rel.scores, prob.scores / prob.scores[:, [intact]])
+    # A model twice as sure of every image has the same relative curve.
+    scaled = deletion_curve(lambda b: sigmoid_model(b) / 2, x, sal, 1, steps=4, score="relative")
+    np.testing.assert_allclose(
+        scaled.scores, deletion_curve(sigmoid_model, x, sal, 1, steps=4, score="relative").scores
+    )
+    with pytest.raises(ValueError, match="score must be one of"):
+        deletion_curve(sigmoid_model, x, sal, 1, score="softmax")
+
+
+def test_random_reference_is_per_model_and_averages_random_orders():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.6, 1.0, size=(3, H, W, 3)).astype(np.float32)
+    ref = random_reference(sigmoid_model, x, 1, steps=8, n_orders=3, seed=5)
+    singles = [
+        deletion_curve(sigmoid_model, x, random_saliency((3, H, W), 5 + k), 1, steps=8, seed=5 + k)
+        for k in range(3)
+    ]
+    np.testing.assert_allclose(ref.scores, np.mean([c.scores for c in singles], axis=0))
+    one = random_reference(sigmoid_model, x, 1, steps=8, n_orders=1, seed=5)
+    np.testing.assert_array_equal(one.scores, singles[0].scores)
+    assert not np.allclose(ref.scores, one.scores)  # the orders differ
+    # Per model: another model's reference on the same images and orders is another curve.
+    other = random_reference(linear_model, x, 1, steps=8, n_orders=3, seed=5)
+    assert not np.allclose(other.auc, ref.auc)
+    ins = random_reference(sigmoid_model, x, 1, 8, "insertion", 0.0, n_orders=2, seed=5)
+    want = insertion_curve(sigmoid_model, x, random_saliency((3, H, W), 6), 1, 8, 0.0, seed=6)
+    first = insertion_curve(sigmoid_model, x, random_saliency((3, H, W), 5), 1, 8, 0.0, seed=5)
+    np.testing.assert_allclose(ins.scores, (want.scores + first.scores) / 2)
+    with pytest.raises(ValueError, match="n_orders"):
+        random_reference(sigmoid_model, x, 1, n_orders=0)
+    with pytest.raises(ValueError, match="kind must be"):
+        random_reference(sigmoid_model, x, 1, kind="both")
+
+
+def test_insertion_verdict_reads_the_sign_the_right_way():
+    good, bad = region_result(true_saliency(8)), region_result(1 - true_saliency(8))
+    assert random_verdict(good) == "better" and random_verdict(good, "insertion") == "better"
+    assert random_verdict(bad) == "worse" and random_verdict(bad, "insertion") == "worse"
+    ins = beats_random(good, kind="insertion")
+    assert ins.low > 0  # a higher insertion AUC than random is the better map
+    np.testing.assert_allclose(ins.mean, np.mean(good.insertion.auc - good.random_insertion.auc))
+    fr = np.array([0.0, 1.0])
+    same = Curve(fr, np.array([[0.5, 0.5], [0.2, 0.2]]))
+    tie = LayerFaithfulness(same, same, same, same)
+    assert random_verdict(tie) == "unclear" and random_verdict(tie, "insertion") == "unclear"
+    with pytest.raises(ValueError, match="kind must be"):
+        beats_random(good, kind="both")
+
+
+def test_faithfulness_by_layer_baselines_scores_and_its_own_random_reference():
+    model, other = keras_model(), keras_model()
+    other.set_weights([w * 1.5 for w in model.get_weights()])
+    x = np.random.default_rng(1).uniform(-1, 1, size=(3, 32, 32, 3)).astype(np.float32)
+    kwargs = dict(steps=4, seed=2, baseline="blur", blur_sigma=4.0, n_random=2)
+    rel = faithfulness_by_layer(model, x, ["deep"], score="relative", **kwargs)["deep"]
+    probs = model.predict(x, verbose=0)
+    cls = probs.argmax(axis=1)
+
+    def predict(batch):
+        return model.predict(batch, verbose=0)
+
+    np.testing.assert_allclose(rel.deletion.scores[:, 0], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(rel.insertion.scores[:, -1], 1.0, rtol=1e-6)
+    want = random_reference(
+        predict, x, cls, 4, "deletion", "blur", n_orders=2, seed=2, score="relative", blur_sigma=4.0
+    )
+    np.testing.assert_allclose(rel.random_deletion.scores, want.scores, rtol=1e-5)
+    np.testing.assert_allclose(
+        rel.baseline_probability,
+        baseline_probability(predict, x, cls, "blur", blur_sigma=4.0),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(rel.start_probability, rel.baseline_probability)  # both blurred
+    # Each model is scored against its own random orders.
+    theirs = faithfulness_by_layer(other, x, ["deep"], score="relative", **kwargs)["deep"]
+    assert not np.allclose(theirs.random_deletion.scores, rel.random_deletion.scores)
+    # The logit: the curve's intact end is the logit of the predicted class.
+    import keras
+
+    logits = keras.Model(model.inputs, model.get_layer("logits").output).predict(x, verbose=0)
+    lg = faithfulness_by_layer(model, x, ["deep"], score="logit", **kwargs)["deep"]
+    assert lg.deletion.score == "logit"
+    np.testing.assert_allclose(lg.deletion.scores[:, 0], logits[np.arange(3), cls], rtol=1e-5)
+    # Defaults unchanged: grey deletion, its probability reported.
+    plain = faithfulness_by_layer(model, x, ["deep"], steps=4, seed=2)["deep"]
+    np.testing.assert_allclose(plain.baseline_probability, plain.deletion.scores[:, -1], rtol=1e-5)

@@ -424,7 +424,7 @@ def test_every_article_arm_gets_its_share_with_epochs_and_best_epochs(tmp_path):
     for seed, acc in enumerate(BASE):
         _store(tmp_path, f"article/seed{seed}", "article", seed, acc, best_epoch=5)
     lr5 = arm_named(QUOTED["lr5"])
-    for seed, (acc, epochs, best) in enumerate(zip(LR5, (61, 41, 150), (56, 36, 145))):
+    for seed, (acc, epochs, best) in enumerate(zip(LR5, (61, 41, 150), (56, 36, 145), strict=True)):
         _store(tmp_path, lr5.key(seed), "article", seed, acc, dict(lr5.overrides),
                epochs=epochs, best_epoch=best)  # fmt: skip
     results = gather_arms("laptop", tmp_path)

@@ -186,16 +186,18 @@ def plot_accuracy_by_k(
 ) -> Figure:
     """True test accuracy against ``K`` per loss (seeds as dots, mean ± sd), chance and references.
 
-    Chance ``1/K`` is a dashed curve; the original's ~60% at ``K = 4`` is a star; the CIFAR-10
-    references are grey triangles (ordinary labels up, complementary down). Each loss's line
-    has ``gid`` ``"loss=<loss>"``.
+    Chance ``1/K`` is a dashed curve; the original's ~60% at ``K = 4`` is a star. The CIFAR-10
+    references come from another data set and another network, so they get a panel of their
+    own to the right (grey triangles: ordinary labels up, complementary down), on the same
+    accuracy scale but never on the axes of our points. Each loss's line has ``gid``
+    ``"loss=<loss>"``; the legend sits below the panels, outside the data.
     """
     shown = losses or list(dict.fromkeys(loss for loss, _ in results))
     ks = sorted({k for _, k in results})
     if not ks:
         raise ValueError("no runs to plot: run scripts/sweep_losses.py first")
-    fig = Figure(figsize=(7.2, 4.2), dpi=dpi)
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(7.6, 4.8), dpi=dpi, layout="constrained")
+    ax, ref = fig.subplots(1, 2, sharey=True, width_ratios=[3, 1])
     offsets = np.linspace(-0.12, 0.12, max(len(shown), 1))
     for offset, loss in zip(offsets, shown, strict=True):
         mine = [results[(loss, k)] for k in ks if (loss, k) in results]
@@ -210,16 +212,26 @@ def plot_accuracy_by_k(
     grid = np.linspace(min(ks) - 0.3, max(ks) + 0.3, 50)
     ax.plot(grid, 1 / grid, "--", color="0.4", lw=1, label="chance: 1/K")
     ax.plot([4], [ORIGINAL_FOUR_CLASSES], "*", color="k", ms=12, label="original, 4 classes")
+    ax.set_title("Caltech101, this book's models", fontsize=LABEL_SIZE)
     cifar_k = sorted(CIFAR)
-    ax.plot(cifar_k, [CIFAR[k][0] for k in cifar_k], "^:", color="0.55", label="CIFAR-10, ordinary")
-    ax.plot(
+    ref.plot(
+        cifar_k, [CIFAR[k][0] for k in cifar_k], "^:", color="0.55", label="CIFAR-10, ordinary"
+    )
+    ref.plot(
         cifar_k, [CIFAR[k][1] for k in cifar_k], "v:", color="0.55", label="CIFAR-10, complementary"
     )
+    ref.set_title("CIFAR-10 (another\ndata set, for reference)", fontsize=LABEL_SIZE - 1)
+    ref.set_xticks(cifar_k)
+    ref.set_xlim(min(cifar_k) - 0.5, max(cifar_k) + 0.5)
+    ref.set_xlabel("K", fontsize=LABEL_SIZE)
     ax.set_xticks(ks)
     ax.set_xlabel("number of classes K", fontsize=LABEL_SIZE)
     ax.set_ylabel("true test accuracy", fontsize=LABEL_SIZE)
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-    ax.legend(frameon=False, fontsize=LABEL_SIZE - 3, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
+    handles = [h for a in (ax, ref) for h in a.get_legend_handles_labels()[0]]
+    fig.legend(
+        handles=handles, frameon=False, fontsize=LABEL_SIZE - 3, loc="outside lower center",
+        ncols=4,
+    )  # fmt: skip
     return fig
