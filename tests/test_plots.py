@@ -46,6 +46,8 @@ def test_randomization_plot_draws_a_panel_per_model_and_the_reference_lines():
     assert len(lines) == 3  # two curves and one dashed reference (l2 has none)
     assert [line.get_linestyle() for line in lines].count("--") == 1
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == steps
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["l1", "l1: reference (dashed)", "l2"]  # every line, the reference too
 
 
 def test_faithfulness_plot_draws_map_and_random_per_model_and_layer():
@@ -60,6 +62,8 @@ def test_faithfulness_plot_draws_map_and_random_per_model_and_layer():
     assert [ax.get_title() for ax in fig.axes] == ["deep", "middle"]
     assert len(fig.axes[0].get_lines()) == 4  # each model's map and its random order
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), np.linspace(1, 0, 5))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["regular", "regular, random order", "x", "x, random order"]
 
 
 def test_confusion_matrices_side_by_side_keep_their_numbers_and_titles():

@@ -260,12 +260,17 @@ def randomization_plot(
         for layer, ys in per_layer.items():
             (line,) = ax.plot(x, ys, marker="o", ms=3, label=layer)
             if reference is not None and layer in reference:
-                ax.axhline(reference[layer], ls="--", lw=1, color=line.get_color())
+                ax.axhline(
+                    reference[layer], ls="--", lw=1, color=line.get_color(),
+                    label=f"{layer}: reference (dashed)",
+                )  # fmt: skip
         ax.set_xticks(x, steps, rotation=70, fontsize=7)
         ax.set_title(model, fontsize=LABEL_SIZE - 1)
         ax.set_xlabel("randomised down to")
     axes[0].set_ylabel("rank correlation with trained maps")
-    axes[0].legend(fontsize=7)
+    # One legend for every line, the dashed references included, outside the data.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside right center", frameon=False)
     return fig
 
 
@@ -293,7 +298,8 @@ def faithfulness_plot(results: Mapping[str, Mapping[str, Any]]) -> Figure:
         ax.set_title(layer, fontsize=LABEL_SIZE - 1)
         ax.set_xlabel("fraction of pixels removed")
     axes[0].set_ylabel("class probability")
-    axes[-1].legend(fontsize=7)
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside right center", frameon=False)
     return fig
 
 
