@@ -47,6 +47,19 @@ def toc_chapters(book: Path | None = None) -> list[str]:
     return [f for f in files if (book / f"{f}.ipynb").exists()]
 
 
+def renumber(nb: nbformat.NotebookNode) -> None:
+    """Execution counts 1, 2, ... from the top: a chapter whose cells ran in two kernels
+    (``--only``) still reads, and checks, as one run in order."""
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.get("execution_count") is not None:
+            count += 1
+            cell.execution_count = count
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "execute_result":
+                    output["execution_count"] = count
+
+
 def execute(
     name: str,
     timeout: int,
@@ -98,6 +111,7 @@ def execute(
         nb = nbformat.read(path, as_version=4)  # the cells that ran are the same objects
         ran = {c.get("id"): c for c in run_nb.cells}
         nb.cells = [ran.get(c.get("id"), c) if c.get("id") in set(only) else c for c in nb.cells]
+        renumber(nb)
     for cell in nb.cells:
         if cell.get("id") in keep:
             cell.outputs, cell.execution_count = stored[cell.id]

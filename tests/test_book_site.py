@@ -685,7 +685,7 @@ def test_results_table_prefers_paper_then_laptop(tmp_path: Path) -> None:
 
 def test_results_table_formats_accuracies() -> None:
     assert results_table.format_accuracy(0.9375) == "93.75%"
-    assert results_table.format_accuracy([0.9]) == "90.00%"
+    assert results_table.format_accuracy([0.9]) == "90.00% (1 seed)"
     assert results_table.format_accuracy([0.9, 0.8]) == "85.00% ± 7.07 (2 seeds)"
     bad: Any
     for bad in (93.75, -0.1, "0.9", True, [], float("nan")):
@@ -696,6 +696,19 @@ def test_results_table_formats_accuracies() -> None:
 def test_original_numbers_are_the_published_ones() -> None:
     assert results_table.ORIGINAL == {"regular": "93.75%", "complementary": "91.41%"}
     assert results_table.ORIGINAL_FOUR_CLASSES == ("not reported", "about 60%")
+
+
+def test_the_three_class_row_is_the_mean_over_every_seed_of_the_sweep(tmp_path: Path) -> None:
+    assert results_table.sweep_accuracies(tmp_path, None) == {}
+    for key, acc in (("crossentropy/seed0", 0.9), ("crossentropy/seed1", 0.8),
+                     ("crossentropy/seed10", 0.7), ("article/seed0", 0.6),
+                     ("article/seed0/image_size160", 0.1), ("crossentropy/summary", 0.5)):  # fmt: skip
+        value = {"true_accuracy": acc} if "summary" not in key else {"true_accuracy_mean": acc}
+        record("complementary_sweep", key, value, profile="laptop", backend="tensorflow",
+               directory=tmp_path)  # fmt: skip
+    swept = results_table.sweep_accuracies(tmp_path, "laptop")
+    assert swept == {"regular": [0.9, 0.8, 0.7], "complementary": [0.6]}
+    assert results_table.format_accuracy(swept["regular"]) == "80.00% ± 10.00 (3 seeds)"
 
 
 def test_four_class_rows_follow_the_three_class_profile(tmp_path: Path) -> None:
@@ -709,7 +722,7 @@ def test_four_class_rows_follow_the_three_class_profile(tmp_path: Path) -> None:
         results_table.NOT_RUN,
         "65.00% ± 7.07 (2 seeds)",
     ]
-    assert original == ["Original study, four classes", "not reported", "about 60%"]
+    assert original == ["Original study, four classes", "not reported", "about 60% (one run)"]
     assert results_table.four_class_row(tmp_path, "paper") is None  # never another profile's
     record("four_classes", "regular_test_accuracy", [93.0], profile="laptop",
            backend="tensorflow", directory=tmp_path)  # fmt: skip

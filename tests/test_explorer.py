@@ -1,8 +1,8 @@
 """The Grad-CAM explorers: precomputation, the widget, and the static offline HTML export."""
 
 import concurrent.futures
-import json
 import io
+import json
 import os
 import re
 from pathlib import Path

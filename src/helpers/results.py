@@ -129,7 +129,8 @@ def runs_by_device(
     for key, entry in load_results(profile, directory).get(chapter, {}).items():
         if "summary" in key.split("/") or not isinstance(entry, dict):
             continue
-        run = entry.get("value") if isinstance(entry.get("value"), dict) else {}
+        value = entry.get("value")
+        run: dict[str, Any] = value if isinstance(value, dict) else {}
         device = str(entry.get("device") or "device not recorded")
         precision = str(run.get("precision") or "float32 (not recorded)")
         row = rows.setdefault(

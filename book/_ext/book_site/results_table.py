@@ -1,13 +1,16 @@
 """``{results-table}``: the headline results, read from the results store at build time.
 
-Our test accuracies come from ``book/results/<profile>.json`` (written by the chapters through
-``helpers.results.record``); the original study's are the numbers it published. A cell whose
-chapter has not been run says so instead of showing a number.
+Our test accuracies come from ``book/results/<profile>.json``: the three-class row is the mean
+± sd over every recorded seed of the loss sweep (regular and ``article``), the four-class row
+over chapter 7's seeds, each with its number of seeds; the original study's are the single
+runs it published, marked as such. A cell whose chapter has not been run says so instead of
+showing a number.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,9 @@ FOUR_CLASS_COLUMNS = (
     ("four_classes", "article_test_accuracy"),
 )
 ORIGINAL_FOUR_CLASSES = ("not reported", "about 60%")
+ONE_RUN = " (one run)"
+# The loss sweep's key of each column's runs: one seed each, ``<loss>/seed<k>``.
+SWEEP_LOSSES = {"regular": "crossentropy", "complementary": "article"}
 # The first profile with any headline number wins: paper repeats the original's settings.
 PREFERRED_PROFILES = ("paper", "laptop")
 NOT_RUN = "not yet run"
@@ -69,11 +75,23 @@ def format_accuracy(value: Any, where: str = "results") -> str:
         if not numbers:
             raise ValueError(f"{where}: empty list of accuracies")
         if len(numbers) == 1:
-            return f"{100 * numbers[0]:.2f}%"
+            return f"{100 * numbers[0]:.2f}% (1 seed)"
         mean = sum(numbers) / len(numbers)
         sd = math.sqrt(sum((n - mean) ** 2 for n in numbers) / (len(numbers) - 1))
         return f"{100 * mean:.2f}% ± {100 * sd:.2f} ({len(numbers)} seeds)"
     return f"{100 * _check_fraction(value, where):.2f}%"
+
+
+def sweep_accuracies(results_dir: Path, profile: str | None) -> dict[str, list[float]]:
+    """Every recorded seed's true test accuracy per column, from the loss sweep of ``profile``."""
+    if profile is None:
+        return {}
+    runs = load_results(profile, results_dir).get("complementary_sweep", {})
+    found: dict[str, list[float]] = {}
+    for column, loss in SWEEP_LOSSES.items():
+        keys = sorted(k for k in runs if re.fullmatch(rf"{loss}/seed\d+", k))
+        found[column] = [float(runs[k]["value"]["true_accuracy"]) for k in keys]
+    return {column: values for column, values in found.items() if values}
 
 
 def provenance(profile: str | None, entries: dict[str, dict[str, Any] | None]) -> str:
@@ -117,7 +135,10 @@ def four_class_row(results_dir: Path, profile: str | None) -> list[list[str]] | 
     for (chapter, key), entry in zip(FOUR_CLASS_COLUMNS, entries, strict=True):
         where = f"{results_path(profile, results_dir).name}: {chapter}/{key}"
         ours.append(NOT_RUN if entry is None else format_accuracy(entry["value"], where))
-    return [ours, ["Original study, four classes", *ORIGINAL_FOUR_CLASSES]]
+    original = [
+        v + ONE_RUN if v[0].isdigit() or v.startswith("about") else v for v in ORIGINAL_FOUR_CLASSES
+    ]
+    return [ours, ["Original study, four classes", *original]]
 
 
 class ResultsTable(SphinxDirective):
@@ -136,18 +157,24 @@ class ResultsTable(SphinxDirective):
             # Re-read this page whenever a results file changes (or appears).
             self.env.note_dependency(str(results_path(name, results_dir)))
         profile, entries = headline_entries(results_dir, profiles)
+        swept = sweep_accuracies(results_dir, profile)
         ours = [f"This book, three classes ({profile} profile)" if profile else "This book"]
         for chapter, key, _ in COLUMNS:
             entry = entries[chapter]
             where = f"{results_path(profile or '?', results_dir).name}: {chapter}/{key}"
             try:
-                ours.append(NOT_RUN if entry is None else format_accuracy(entry["value"], where))
+                if chapter in swept:
+                    ours.append(format_accuracy(swept[chapter], f"{where} (sweep)"))
+                else:
+                    ours.append(
+                        NOT_RUN if entry is None else format_accuracy(entry["value"], where)
+                    )
             except (KeyError, ValueError) as err:
                 raise self.error(f"results-table: {err}") from err
         header = ["Test accuracy", *[title for _, _, title in COLUMNS]]
         original = [
             "Original study, three classes",
-            *[ORIGINAL[chapter] for chapter, _, _ in COLUMNS],
+            *[ORIGINAL[chapter] + ONE_RUN for chapter, _, _ in COLUMNS],
         ]
         note = nodes.paragraph(classes=["results-provenance"])
         note += nodes.Text(provenance(profile, entries))
