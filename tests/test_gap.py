@@ -379,15 +379,17 @@ def test_share_of_gap_with_a_welch_interval_matches_scipy():
 def test_the_bootstrap_resamples_each_sides_seeds_independently():
     base = _result("b", (0.5, 0.7), factor="baseline")
     arm = _result("a", (0.8, 0.8))
-    share = share_of_gap(arm, base)
+    share = share_of_gap(arm, base, method="bootstrap")
     # The baseline's resampled means are 0.5, 0.6 or 0.7 (a quarter, a half, a quarter of
     # resamples), so the 95% interval runs exactly between the shares at 0.7 and at 0.5.
     t = ORIGINAL["article"]
     assert share.low == pytest.approx((0.8 - 0.7) / (t - 0.7))
     assert share.high == pytest.approx((0.8 - 0.5) / (t - 0.5))
     assert share.point == pytest.approx((0.8 - 0.6) / (t - 0.6))
-    assert share_of_gap(arm, base, seed=1) == share_of_gap(arm, base, seed=1)
-    flat = share_of_gap(_result("a", (0.8, 0.8)), _result("b", (0.6, 0.6)))
+    assert share_of_gap(arm, base, method="bootstrap", seed=1) == share_of_gap(
+        arm, base, method="bootstrap", seed=1
+    )
+    flat = share_of_gap(_result("a", (0.8, 0.8)), _result("b", (0.6, 0.6)), method="bootstrap")
     assert flat.low == pytest.approx(flat.point) == pytest.approx(flat.high)
     lone = share_of_gap(_result("a", (0.8,)), base)
     assert not lone.has_interval and not lone.excludes_zero
@@ -395,6 +397,8 @@ def test_the_bootstrap_resamples_each_sides_seeds_independently():
         share_of_gap(arm, base, method="normal")
     with pytest.raises(ValueError, match="no runs to compare"):
         share_of_gap(_result("a", ()), base)
+    welch = share_of_gap(arm, base)  # the default: the cautious interval with three seeds
+    assert welch.method == "welch" and welch.high - welch.low > share.high - share.low
 
 
 def test_format_share_rounds_to_the_interval_and_claims_only_what_excludes_0():
@@ -411,7 +415,8 @@ def test_format_share_rounds_to_the_interval_and_claims_only_what_excludes_0():
     assert format_share(narrow).startswith("closes about 42% of the gap (95% interval 40% to 45%")
     unclear = Interval(0.4, -0.2, 1.1, 3, 3, "bootstrap")
     text = format_share(unclear)
-    assert "closes" not in text and "includes 0" in text and "about 40%" in text
+    assert text.startswith("does not measurably close the gap: about 40% of it, the interval")
+    assert "closes" not in text and "includes 0" in text
     worse = Interval(-0.5, -0.9, -0.1, 3, 3, "bootstrap")
     assert format_share(worse).startswith("widens the gap: about -50% of it")
     none = Interval(0.43, float("nan"), float("nan"), 1, 3, "bootstrap")

@@ -85,7 +85,7 @@ def build_xception(
     bn_momentum
         Momentum of every BatchNormalization's moving statistics. Keras' default 0.99 suits
         long runs; short from-scratch runs need a faster one (see
-        ``helpers.training.bn_momentum_for``).
+        ``helpers.training``).
     seed
         Seeds every kernel initialiser, so the same seed gives the same weights
         (``None``: Keras' unseeded defaults).
