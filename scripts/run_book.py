@@ -111,10 +111,11 @@ def execute(
         nb = nbformat.read(path, as_version=4)  # the cells that ran are the same objects
         ran = {c.get("id"): c for c in run_nb.cells}
         nb.cells = [ran.get(c.get("id"), c) if c.get("id") in set(only) else c for c in nb.cells]
-        renumber(nb)
     for cell in nb.cells:
         if cell.get("id") in keep:
             cell.outputs, cell.execution_count = stored[cell.id]
+    if only:
+        renumber(nb)  # after the kept cells are back, so the counts run 1, 2, ... in order
     nbformat.write(nb, path)
     return time.perf_counter() - start
 

@@ -400,9 +400,7 @@ GLUE_TEXT = re.compile(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`")
 # model, the article loss and the loss chosen on validation data, and the agreement count.
 INTRO_ANSWER_PATHS = {
     "sweep/crossentropy/true_accuracy_mean", "sweep/article/true_accuracy_mean",
-    "sweep/chosen/true_accuracy_mean", "sweep/chosen_loss", "agreement/layers_below_control",
-    "agreement/regular_vs_complementary/shallow/spearman",
-    "agreement/regular_vs_regular/shallow/spearman",
+    "agreement/layers_below_control",
 }  # fmt: skip
 
 
@@ -618,7 +616,8 @@ def test_chapter_ends_with_what_we_learned_and_exercises(chapter: str) -> None:
     assert exercises.startswith("## Exercises"), f"{chapter}: no exercises at the end"
     questions = re.findall(r"^\d+\. \*\*", exercises, re.M)
     solutions = re.findall(r"^:::\{admonition\} Solution\n:class: dropdown$", exercises, re.M)
-    assert 2 <= len(questions) <= 3, f"{chapter}: {len(questions)} exercises, expected 2 or 3"
+    # Chapters 2-5 add exercises that change their written-out code (issue 30): up to five.
+    assert 2 <= len(questions) <= 5, f"{chapter}: {len(questions)} exercises, expected 2 to 5"
     assert len(solutions) == len(questions), f"{chapter}: every exercise needs a hidden solution"
     # A number in the summary is quoted (glue or the results store), never typed; chapter
     # numbers and the count of layers (13, fixed by the architecture) are not results.

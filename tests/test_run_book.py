@@ -77,7 +77,9 @@ def test_only_runs_the_named_cells_after_the_prelude_and_keeps_the_rest(tmp_path
     nb.cells[0].execution_count, nb.cells[2].execution_count = 4, 9  # an earlier full run
     nbformat.write(nb, book / "ch.ipynb")
     ids = [c.id for c in nb.cells]
-    run_book.execute("ch", timeout=60, book=book, only=[ids[1]], prelude="base = 41")
+    run_book.execute(
+        "ch", timeout=60, book=book, only=[ids[0], ids[1]], keep=[ids[0]], prelude="base = 41"
+    )
     after = nbformat.read(book / "ch.ipynb", as_version=4)
     assert [c.id for c in after.cells] == ids  # the prelude is never stored
     assert [c.outputs[0]["text"] for c in after.cells] == ["stored 0\n", "42\n", "stored 2\n"]
