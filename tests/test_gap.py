@@ -145,19 +145,22 @@ def test_stop_on_is_an_overridable_choice():
         override_profile(base, {"stop_on": "train"})
 
 
+class TinyData:
+    """Six training and three test images: enough for train_run to hand them on."""
+
+    class_names = ("a", "b", "c")
+    x_train = np.zeros((6, 4, 4, 3), np.uint8)
+    y_train = np.array([0, 1, 2, 0, 1, 2])
+    x_test = np.ones((3, 4, 4, 3), np.uint8)
+    y_test = np.array([0, 1, 2])
+
+
 def test_stopping_on_test_feeds_the_test_set_to_early_stopping(monkeypatch):
     import helpers.training
     from helpers.experiment import Experiment, train_run
     from helpers.training import _training_fields
 
-    class Data:
-        class_names = ("a", "b", "c")
-        x_train = np.zeros((6, 4, 4, 3), np.uint8)
-        y_train = np.array([0, 1, 2, 0, 1, 2])
-        x_test = np.ones((3, 4, 4, 3), np.uint8)
-        y_test = np.array([0, 1, 2])
-
-    exp = Experiment(Data(), np.arange(4), np.arange(4, 6), np.array([1, 2, 0]))
+    exp = Experiment(TinyData(), np.arange(4), np.arange(4, 6), np.array([1, 2, 0]))
     seen = {}
     monkeypatch.setattr(
         helpers.training,
@@ -168,9 +171,9 @@ def test_stopping_on_test_feeds_the_test_set_to_early_stopping(monkeypatch):
     train_run(exp, "article", 0, test)
     assert seen["x"].shape[0] == 3 and (seen["y"] == exp.ybar_test).all()
     train_run(exp, "crossentropy", 0, test)
-    assert (seen["y"] == Data.y_test).all()
+    assert (seen["y"] == TinyData.y_test).all()
     train_run(exp, "crossentropy", 0, PROFILES["smoke"])
-    assert seen["x"].shape[0] == 2 and (seen["y"] == Data.y_train[4:]).all()
+    assert seen["x"].shape[0] == 2 and (seen["y"] == TinyData.y_train[4:]).all()
     assert seen["num_classes"] == 3
     train_run(exp, "article", 0, override_profile(PROFILES["smoke"], {"extra_outputs": 1}))
     assert seen["num_classes"] == 4
@@ -333,18 +336,11 @@ def test_train_run_hands_the_test_images_to_the_extra_output_monitor(monkeypatch
     import helpers.training
     from helpers.experiment import Experiment, train_run
 
-    class Data:
-        class_names = ("a", "b", "c")
-        x_train = np.zeros((6, 4, 4, 3), np.uint8)
-        y_train = np.array([0, 1, 2, 0, 1, 2])
-        x_test = np.ones((3, 4, 4, 3), np.uint8)
-        y_test = np.array([0, 1, 2])
-
     seen = {}
     monkeypatch.setattr(helpers.training, "train_model", lambda *a, **kw: seen.update(kw))
-    exp = Experiment(Data(), np.arange(4), np.arange(4, 6), np.array([1, 2, 0]))
+    exp = Experiment(TinyData(), np.arange(4), np.arange(4, 6), np.array([1, 2, 0]))
     train_run(exp, "article", 0, override_profile(PROFILES["smoke"], {"extra_outputs": 1}))
-    assert seen["extra_output_images"] is Data.x_test  # the test set, whatever stops training
+    assert seen["extra_output_images"] is TinyData.x_test  # the test set, whatever stops training
     assert seen["num_classes"] == 4
 
 
