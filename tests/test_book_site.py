@@ -702,7 +702,14 @@ def test_the_three_class_row_is_the_mean_over_every_seed_of_the_sweep(tmp_path: 
     for key, acc in (("crossentropy/seed0", 0.9), ("crossentropy/seed1", 0.8),
                      ("crossentropy/seed10", 0.7), ("article/seed0", 0.6),
                      ("article/seed0/image_size160", 0.1), ("crossentropy/summary", 0.5)):  # fmt: skip
-        value = {"true_accuracy": acc} if "summary" not in key else {"true_accuracy_mean": acc}
+        loss, _, rest = key.partition("/")
+        value = (
+            {"loss": loss, "true_accuracy": acc}
+            if "summary" not in key
+            else {"true_accuracy_mean": acc}
+        )
+        if rest.count("/"):  # a run with an overridden profile field records it
+            value["overrides"] = {"image_size": 160}
         record("complementary_sweep", key, value, profile="laptop", backend="tensorflow",
                directory=tmp_path)  # fmt: skip
     swept = results_table.sweep_accuracies(tmp_path, "laptop")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 
+from helpers.manifest import package_versions
 from helpers.profiles import ENV_VAR, default_profile_name
 
 # Distribution name -> module name, for the packages whose upgrade would need a restart.
@@ -35,10 +35,7 @@ WATCHED = {
 
 def installed_version(distribution: str) -> str | None:
     """The version pip has installed (``None`` if absent)."""
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
+    return package_versions((distribution,)).get(distribution)
 
 
 def stale_modules(
@@ -70,7 +67,7 @@ def report_install(
     """
     profile = os.environ.setdefault(ENV_VAR, default_profile_name())
     kept = ", ".join(
-        f"{name} {installed_version(name)}" for name in shown if installed_version(name)
+        f"{name} {version}" for name, version in package_versions(tuple(shown)).items()
     )
     line = (
         f"installed helpers {installed_version('helpers')} from {repository}; "

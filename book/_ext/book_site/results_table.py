@@ -10,7 +10,6 @@ showing a number.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +82,20 @@ def format_accuracy(value: Any, where: str = "results") -> str:
 
 
 def sweep_accuracies(results_dir: Path, profile: str | None) -> dict[str, list[float]]:
-    """Every recorded seed's true test accuracy per column, from the loss sweep of ``profile``."""
+    """Every recorded seed's true test accuracy per column, from the loss sweep of ``profile``.
+
+    The runs are :func:`helpers.experiment.load_sweep`'s: the book's settings only (float32,
+    the three classes, no overridden field, finished), in key order.
+    """
     if profile is None:
         return {}
-    runs = load_results(profile, results_dir).get("complementary_sweep", {})
-    found: dict[str, list[float]] = {}
-    for column, loss in SWEEP_LOSSES.items():
-        keys = sorted(k for k in runs if re.fullmatch(rf"{loss}/seed\d+", k))
-        found[column] = [float(runs[k]["value"]["true_accuracy"]) for k in keys]
+    from helpers.experiment import load_sweep
+
+    rows = load_sweep(profile, results_dir)
+    found = {
+        column: [float(r["true_accuracy"]) for r in rows if r["loss"] == loss]
+        for column, loss in SWEEP_LOSSES.items()
+    }
     return {column: values for column, values in found.items() if values}
 
 
