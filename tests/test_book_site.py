@@ -703,7 +703,7 @@ def test_the_three_class_row_is_the_mean_over_every_seed_of_the_sweep(tmp_path: 
                      ("crossentropy/seed10", 0.7), ("article/seed0", 0.6),
                      ("article/seed0/image_size160", 0.1), ("crossentropy/summary", 0.5)):  # fmt: skip
         loss, _, rest = key.partition("/")
-        value = (
+        value: dict[str, object] = (
             {"loss": loss, "true_accuracy": acc}
             if "summary" not in key
             else {"true_accuracy_mean": acc}

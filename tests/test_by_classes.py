@@ -140,7 +140,7 @@ def test_figure_draws_each_loss_chance_and_references():
     assert "chance: 1/K" in labels and "original, 4 classes" in labels
     star = next(line for line in ax.get_lines() if line.get_label() == "original, 4 classes")
     assert np.asarray(star.get_ydata(), dtype=float)[0] == ORIGINAL_FOUR_CLASSES
-    assert not any(line.get_label().startswith("CIFAR") for line in ax.get_lines())
+    assert not any(str(line.get_label()).startswith("CIFAR") for line in ax.get_lines())
     reference = fig.axes[1]  # another data set: a panel of its own
     cifar = next(
         line for line in reference.get_lines() if line.get_label() == "CIFAR-10, complementary"

@@ -330,8 +330,13 @@ def test_blur_baseline_differs_from_grey_and_is_classified_less_confidently():
         curve.scores[:, -1], baseline_probability(flat_model, x, 1, "blur", blur_sigma=1.0)
     )
     np.testing.assert_allclose(baseline_probability(flat_model, x, 1, 0.0), 1 - grey)
-    seen = []
-    deletion_curve(lambda b: seen.append(b) or flat_model(b), x, sal, 1, steps=1, baseline="blur")
+    seen: list[np.ndarray] = []
+
+    def recording_model(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch)
+        return flat_model(batch)
+
+    deletion_curve(recording_model, x, sal, 1, steps=1, baseline="blur")
     fully_deleted = np.concatenate(seen)[1::2]
     assert not np.allclose(fully_deleted, 0.0)  # a blur, not grey
     np.testing.assert_allclose(

@@ -153,7 +153,7 @@ def test_interval_over_seeds_covers_the_truth_where_an_image_interval_does_not()
                     {"l": {"spearman": p["l"].values[off_diagonal].mean(axis=0)}}
                     for p in (cross, control)
                 ]
-                images_only = paired_difference(*per_image, n_boot=400, seed=k)["l"]
+                images_only = paired_difference(per_image[0], per_image[1], n_boot=400, seed=k)["l"]
                 covered_images += images_only.low <= -0.2 <= images_only.high
     assert covered >= 28  # near the nominal 95% (a percentile bootstrap on 5 seeds runs low)
     assert covered_images <= 10  # resampling images alone says nothing about other models
