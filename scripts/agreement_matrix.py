@@ -1,6 +1,6 @@
 """Every model against every other: the pairwise Grad-CAM agreement matrix, and map health.
 
-Chapter 5 compares three chosen pairs. This script loads (or trains) each listed model,
+Chapter 6 compares three chosen pairs. This script loads (or trains) each listed model,
 computes its Grad-CAM maps of the true class at every residual stage on the chapter's test
 images, and prints, per layer band (shallow, middle, deep stages):
 

@@ -4,7 +4,7 @@ Usage::
 
     BOOK_PROFILE=laptop python scripts/run_book.py                # every chapter in _toc.yml
     BOOK_PROFILE=laptop python scripts/run_book.py 02_regular 03_complementary --timeout 3600
-    BOOK_PROFILE=laptop python scripts/run_book.py 06_gap --keep-outputs b78b67c5 aba56fa2
+    BOOK_PROFILE=laptop python scripts/run_book.py 07_gap --keep-outputs b78b67c5 aba56fa2
     BOOK_PROFILE=laptop python scripts/run_book.py 02_regular --only 843075fd 12a7aac2 a1b2c3d4 \
         --keep-outputs 843075fd 12a7aac2
 
@@ -18,7 +18,7 @@ cells that need runs this machine does not have (the chapter says so in its pros
 ``--only`` runs just the named cells, in the chapter's order, in one fresh kernel (the
 cells a new cell needs, and the new cell); every other cell keeps its stored output. With
 ``--prelude FILE`` the code in FILE runs first, unstored: the variables a cell needs when
-the cells that made them cannot run here (chapter 5's six models). The appendix
+the cells that made them cannot run here (chapter 6's six models). The appendix
 "Reproducing every number" lists the outputs made this way.
 """
 

@@ -583,8 +583,9 @@ LEARNING_CHAPTERS = (
     "03_complementary",
     "04_gradcam",
     "05_agreement",
-    "06_gap",
-    "07_four_classes",
+    "06_agreement_lab",
+    "07_gap",
+    "08_four_classes",
 )
 GLOSSARY = BOOK / "appendix" / "glossary.md"
 # Terms the chapters rely on (issue 17): each needs a glossary entry.
@@ -719,7 +720,7 @@ def test_the_three_class_row_is_the_mean_over_every_seed_of_the_sweep(tmp_path: 
 
 def test_four_class_rows_follow_the_three_class_profile(tmp_path: Path) -> None:
     assert results_table.four_class_row(tmp_path, None) is None
-    assert results_table.four_class_row(tmp_path, "laptop") is None  # chapter 7 not run yet
+    assert results_table.four_class_row(tmp_path, "laptop") is None  # chapter 8 not run yet
     record("four_classes", "article_test_accuracy", [0.6, 0.7], profile="laptop",
            backend="tensorflow", directory=tmp_path)  # fmt: skip
     ours, original = results_table.four_class_row(tmp_path, "laptop") or []

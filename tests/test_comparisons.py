@@ -1,4 +1,4 @@
-"""Chapter 5's comparison design: which pairs, which images, and the table of estimates."""
+"""Chapter 6's comparison design: which pairs, which images, and the table of estimates."""
 
 from __future__ import annotations
 

@@ -204,7 +204,7 @@ def test_faithfulness_by_layer_uses_one_pass_and_the_predicted_class():
             np.testing.assert_allclose(curve.scores[:, 0], probs.max(axis=1), rtol=1e-5)
         for curve in (r.insertion, r.random_insertion):
             np.testing.assert_allclose(curve.scores[:, -1], probs.max(axis=1), rtol=1e-5)
-        # The layer's own map, deletion to grey and insertion from a blur (chapter 5's choices).
+        # The layer's own map, deletion to grey and insertion from a blur (chapter 6's choices).
         sal = cam.map(layer)
         want_del = deletion_curve(predict, x, sal, cam.predicted, steps=4, seed=3)
         want_ins = insertion_curve(predict, x, sal, cam.predicted, steps=4, seed=3)

@@ -80,3 +80,21 @@ def test_confusion_matrices_side_by_side_keep_their_numbers_and_titles():
         plots.confusion_matrices_plot({"bad": np.eye(2)}, ["a", "b", "c"])
     with pytest.raises(ValueError, match="at least one"):
         plots.confusion_matrices_plot({}, ["a"])
+
+
+def test_difference_plot_draws_each_series_with_its_interval_and_the_zero_line():
+    from types import SimpleNamespace
+
+    layers = ["block2_add", "block9_add", "block14_sepconv2_act"]
+    est = {la: SimpleNamespace(mean=-0.1 * i, low=-0.1 * i - 0.05, high=-0.1 * i + 0.05)
+           for i, la in enumerate(layers)}  # fmt: skip
+    fig = plots.difference_plot(layers, {"article": est, "forward": est})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "9", "14"]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["no difference from the control", "article", "forward"]
+    zero = next(line for line in ax.get_lines() if line.get_label().startswith("no difference"))
+    assert set(zero.get_ydata()) == {0}
+    assert fig.get_dpi() * fig.get_figwidth() >= 900  # legible at the book's content width
+    with pytest.raises(ValueError, match="one to three"):
+        plots.difference_plot(layers, dict.fromkeys("abcd", est))

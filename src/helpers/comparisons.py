@@ -1,4 +1,4 @@
-"""Which models to compare, on which images: chapter 5's comparison design.
+"""Which models to compare, on which images: chapter 6's comparison design.
 
 A comparison of two kinds of training ("regular vs article") is a set of model *pairs*. Its
 value for an image is the mean agreement (:func:`helpers.agreement.agreement_by_layer`) over

@@ -1,4 +1,4 @@
-"""Is a model's set of maps healthy, and who agrees with whom? Checks behind chapter 5's controls.
+"""Is a model's set of maps healthy, and who agrees with whom? Checks behind chapter 6's controls.
 
 Two complementary runs whose maps agree near zero can mean that complementary training
 really lands in different places, or that one run's maps are degenerate: all zero after

@@ -15,9 +15,10 @@ of the map's maximum can become tied. Pass ``dtype="float32"`` to keep the maps 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +40,8 @@ class StoredMaps:
         ``{model: device}``: where each model was trained (seeds may be pooled across devices).
     labels
         ``(N,)`` classes the maps explain, or ``None`` if none were saved.
+    accuracies
+        ``{model: true test accuracy}`` where saved (an empty dict otherwise).
     note
         Free text saved with the maps (e.g. the profile and the class explained).
     """
@@ -48,6 +51,7 @@ class StoredMaps:
     devices: dict[str, str]
     labels: npt.NDArray[np.int64] | None
     note: str
+    accuracies: dict[str, float] = field(default_factory=dict)
 
 
 def save_maps(
@@ -59,6 +63,7 @@ def save_maps(
     labels: npt.ArrayLike | None = None,
     note: str = "",
     dtype: str = "float16",
+    accuracies: Mapping[str, float] | None = None,
 ) -> Path:
     """Write per-model maps to a compressed ``.npz`` (see the module docstring).
 
@@ -78,6 +83,9 @@ def save_maps(
         Free text kept in the file.
     dtype
         ``"float16"`` (default, small) or ``"float32"`` (exact).
+    accuracies
+        Optional ``{model: true test accuracy}`` for every model, so that a reader of the
+        maps knows what each model could do without its weights.
 
     Returns
     -------
@@ -106,6 +114,10 @@ def save_maps(
         arrays["labels"] = np.asarray(labels, dtype=np.int64).ravel()
         if arrays["labels"].shape != idx.shape:
             raise ValueError(f"labels {arrays['labels'].shape} and indices {idx.shape} differ")
+    if accuracies is not None:
+        if set(accuracies) != set(models):
+            raise ValueError(f"accuracies must name every model, got {sorted(accuracies)}")
+        arrays["accuracies"] = np.array([float(accuracies[m]) for m in models])
     for i, model in enumerate(models):
         if list(maps[model]) != layers:
             raise ValueError(f"{model!r} has layers {list(maps[model])}, expected {layers}")
@@ -145,4 +157,87 @@ def load_maps(path: str | Path) -> StoredMaps:
             devices=dict(zip(models, (str(d) for d in f["devices"]), strict=True)),
             labels=f["labels"].astype(np.int64) if "labels" in f else None,
             note=str(f["note"]),
+            accuracies=(
+                dict(zip(models, map(float, f["accuracies"]), strict=True))
+                if "accuracies" in f
+                else {}
+            ),
         )
+
+
+# The three kinds of training chapter 5 compares, and the loss of each.
+AGREEMENT_KINDS = {"regular": "crossentropy", "article": "article", "forward": "forward"}
+
+
+def stored_maps_path(profile: str, directory: str | Path | None = None) -> Path:
+    """Where the agreement maps of ``profile`` are stored: ``<results>/maps/<profile>.npz``."""
+    from helpers.results import results_dir
+
+    return (Path(directory) if directory is not None else results_dir()) / "maps" / f"{profile}.npz"
+
+
+def agreement_maps(
+    exp: Any,
+    profile: Any,
+    kinds: Mapping[str, str] = AGREEMENT_KINDS,
+    *,
+    directory: str | Path | None = None,
+) -> tuple[StoredMaps, str]:
+    """The true-class maps of every model chapter 5 compares, and where they came from.
+
+    A real profile reads the maps stored by ``scripts/save_agreement_maps.py`` (five seeds
+    per kind take hours on a CPU; their maps take a few MB). Without a stored file (the
+    ``smoke`` profile, or a profile nobody stored) the models of ``profile.seeds`` are trained
+    or loaded, and their maps computed here, with the same code as the script. Returns the
+    maps and ``"stored"`` or ``"computed"``.
+    """
+    from helpers.experiment import cam_subset
+
+    idx = cam_subset(exp.dataset.y_test, profile.cam_images)
+    path = stored_maps_path(profile.name, directory)
+    if path.exists():
+        stored = load_maps(path)
+        if not np.array_equal(stored.image_indices, idx):
+            raise ValueError(
+                f"{path} holds maps of other test images than this profile's "
+                f"{len(idx)}; recompute them with scripts/save_agreement_maps.py"
+            )
+        return stored, "stored"
+    return compute_agreement_maps(exp, profile, profile.seeds, kinds), "computed"
+
+
+def compute_agreement_maps(
+    exp: Any,
+    profile: Any,
+    seeds: Sequence[int],
+    kinds: Mapping[str, str] = AGREEMENT_KINDS,
+    *,
+    train: bool = True,
+) -> StoredMaps:
+    """Maps of the true class at every residual stage, for each kind and seed (``"regular s0"``).
+
+    With ``train=False`` only runs already on disk are used (the script's mode); otherwise a
+    missing run is trained. Accuracies are the models' true test accuracies.
+    """
+    from helpers.comparisons import true_class_maps
+    from helpers.data import preprocess
+    from helpers.experiment import cam_subset, is_trained, score_run, train_run
+    from helpers.gradcam import residual_stages
+    from helpers.manifest import device_name
+
+    ds = exp.dataset
+    idx = cam_subset(ds.y_test, profile.cam_images)
+    x, y = preprocess(ds.x_test[idx]), ds.y_test[idx]
+    maps: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
+    accuracies = {}
+    for kind, loss in kinds.items():
+        for seed in seeds:
+            if not train and not is_trained(exp, loss, seed, profile):
+                continue
+            model = train_run(exp, loss, seed, profile, verbose=False).model
+            name = f"{kind} s{seed}"
+            maps.update(true_class_maps({name: model}, x, y, residual_stages(model)))
+            accuracies[name] = float(score_run(exp, model)["true_accuracy"])
+    if not maps:
+        raise FileNotFoundError(f"no trained model of {sorted(kinds)} for seeds {list(seeds)}")
+    return StoredMaps(maps, idx, {m: device_name() for m in maps}, y, "", accuracies)

@@ -219,6 +219,40 @@ def band_plot(
     return fig
 
 
+def difference_plot(
+    layers: Sequence[str],
+    series: Mapping[str, Mapping[str, Any]],
+    ylabel: str = "agreement minus control",
+    dpi: int = 150,
+) -> Figure:
+    """Per layer, a difference to a control with its interval, and the zero line it is read against.
+
+    ``series`` maps a legend label (at most three, so the lines stay apart) to ``{layer:
+    estimate}`` with ``mean``, ``low`` and ``high`` (e.g.
+    :func:`helpers.model_bootstrap.difference_to_control`). Layers are labelled by their
+    block number, shallow to deep; the legend sits above the axes, off the data.
+    """
+    if not 1 <= len(series) <= 3:
+        raise ValueError(f"one to three series keep the figure readable, got {len(series)}")
+    fig = Figure(figsize=(6.4, 3.0), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(layers))
+    offsets = np.linspace(-0.12, 0.12, len(series)) if len(series) > 1 else [0.0]
+    for (label, per), dx in zip(series.items(), offsets, strict=True):
+        mean, low, high = (np.array([getattr(per[la], k) for la in layers]) for k in
+                           ("mean", "low", "high"))  # fmt: skip
+        ax.errorbar(x + dx, mean, yerr=[mean - low, high - mean], fmt="o-", ms=4, lw=1.2,
+                    capsize=2, label=label)  # fmt: skip
+    ax.axhline(0, color="black", lw=0.8, label="no difference from the control")
+    blocks = [name.split("_")[0].removeprefix("block") for name in layers]
+    ax.set_xticks(x, blocks)
+    ax.set_xlabel("residual stage (Xception block), shallow to deep")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncol=len(series) + 1, fontsize=8,
+              frameon=False)  # fmt: skip
+    return fig
+
+
 def curves_plot(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     xlabel: str,

@@ -74,7 +74,7 @@ class Profile:
         dropped the argument; the same formula is ``InverseTimeDecay(learning_rate,
         decay_steps=1, decay_rate=lr_decay)``, used only when ``lr_decay > 0`` (0, the
         default, keeps a constant rate). The original passed ``decay=1e-6`` with its 1e-5
-        (issue 15, chapter 6's table): after 5,200 steps (200 laptop epochs) the rate is
+        (issue 15, chapter 7's table): after 5,200 steps (200 laptop epochs) the rate is
         0.5% lower, so at this scale the decay is nearly a constant rate.
     """
 

@@ -106,7 +106,7 @@ def test_intro_has_math_and_results_table(offline_page: tuple[Any, PageLog], bas
     text = table.inner_text()
     assert "Original study" in text and "93.75%" in text and "91.41%" in text
     rows = table.locator("tbody tr").count()
-    assert rows in (2, 4), f"{rows} rows: three classes, then four once chapter 7 has run"
+    assert rows in (2, 4), f"{rows} rows: three classes, then four once chapter 8 has run"
     if rows == 4:
         assert "four classes" in text and "about 60%" in text
 

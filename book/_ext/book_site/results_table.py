@@ -2,7 +2,7 @@
 
 Our test accuracies come from ``book/results/<profile>.json``: the three-class row is the mean
 ± sd over every recorded seed of the loss sweep (regular and ``article``), the four-class row
-over chapter 7's seeds, each with its number of seeds; the original study's are the single
+over chapter 8's seeds, each with its number of seeds; the original study's are the single
 runs it published, marked as such. A cell whose chapter has not been run says so instead of
 showing a number.
 """
@@ -27,7 +27,7 @@ COLUMNS = (
 )
 # What the original study reported (Xception from scratch, 299x299, 128 test images).
 ORIGINAL = {"regular": "93.75%", "complementary": "91.41%"}
-# The four-class experiment (Motorbikes added; chapter 7): results-store entries per column,
+# The four-class experiment (Motorbikes added; chapter 8): results-store entries per column,
 # and what the original reported (only its complementary model's accuracy, "about 60%").
 FOUR_CLASS_COLUMNS = (
     ("four_classes", "regular_test_accuracy"),
@@ -126,7 +126,7 @@ def provenance(profile: str | None, entries: dict[str, dict[str, Any] | None]) -
 
 
 def four_class_row(results_dir: Path, profile: str | None) -> list[list[str]] | None:
-    """The four-class rows (ours, then the original's), or ``None`` before chapter 7 has run.
+    """The four-class rows (ours, then the original's), or ``None`` before chapter 8 has run.
 
     Ours come from the same profile as the three-class row, so the table never mixes runs.
     """
@@ -149,7 +149,7 @@ def four_class_row(results_dir: Path, profile: str | None) -> list[list[str]] | 
 class ResultsTable(SphinxDirective):
     """Render the headline table: regular vs complementary test accuracy, ours and original.
 
-    Three classes first; the four-class rows follow once chapter 7 has recorded its numbers.
+    Three classes first; the four-class rows follow once chapter 8 has recorded its numbers.
     """
 
     has_content = False

@@ -1,0 +1,81 @@
+"""Store the Grad-CAM maps chapter 5 compares, for every model of a profile on this machine.
+
+    python scripts/save_agreement_maps.py --profile laptop
+
+For each kind (regular, article, forward) and each seed whose run is complete under
+``artifacts/``, computes the true-class maps at all 13 residual stages on the chapter's test
+images and the model's true test accuracy, and writes them to
+``book/results/maps/<profile>.npz`` (``helpers.map_store``). Models already in that file and
+not on this machine are kept, so seeds trained on different machines pool in one file; each
+keeps the device it was trained on. A model on this machine replaces its stored namesake only
+with ``--replace``: two runs of one seed on two machines are different models, and the stored
+one may be what the stored chapter shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from helpers.experiment import prepare_experiment  # noqa: E402
+from helpers.manifest import device_name  # noqa: E402
+from helpers.map_store import (  # noqa: E402
+    compute_agreement_maps,
+    load_maps,
+    save_maps,
+    stored_maps_path,
+)
+from helpers.profiles import get_profile  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="laptop")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--out", type=Path, help="default: book/results/maps/<profile>.npz")
+    parser.add_argument("--replace", action="store_true", help="replace stored namesakes")
+    parser.add_argument("--device", default=None, help="default: this machine's description")
+    args = parser.parse_args(argv)
+
+    profile = get_profile(args.profile)
+    out = args.out or stored_maps_path(profile.name)
+    exp = prepare_experiment(profile)
+    new = compute_agreement_maps(exp, profile, args.seeds, train=False)
+    device = args.device or device_name()
+    maps, devices, accuracies = dict(new.maps), dict.fromkeys(new.maps, device), new.accuracies
+    if out.exists():
+        old = load_maps(out)
+        if (old.image_indices != new.image_indices).any():
+            raise SystemExit(f"{out} holds other test images; move it away or pass --out")
+        for name in old.maps:
+            if name in maps and not args.replace:
+                raise SystemExit(
+                    f"{name} is stored already (trained on {old.devices[name]}) and on this "
+                    "machine too: two different models of one seed. Pass --replace to store "
+                    "this machine's, or move its run out of artifacts/ to keep the stored one."
+                )
+            if name not in maps:
+                maps[name], devices[name] = old.maps[name], old.devices[name]
+                accuracies[name] = old.accuracies[name]
+    order = sorted(maps, key=lambda m: (m.rpartition(" s")[0], int(m.rpartition(" s")[2])))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_maps(
+        out,
+        {m: maps[m] for m in order},
+        new.image_indices,
+        devices,
+        labels=new.labels,
+        accuracies=accuracies,
+        note=f"profile {profile.name}; Grad-CAM of the true class at every residual stage",
+    )
+    for m in order:
+        print(f"{m:<12} {accuracies[m]:6.1%}  {devices[m]}")
+    print(f"{len(order)} models -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The agreement maps chapter 5 reads: stored per profile, or computed from the profile's seeds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from helpers import comparisons, experiment, gradcam
+from helpers.map_store import (
+    agreement_maps,
+    compute_agreement_maps,
+    load_maps,
+    save_maps,
+    stored_maps_path,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ["block2_add", "block14_sepconv2_act"]
+
+
+def fake_experiment(n: int = 6) -> SimpleNamespace:
+    y = np.arange(n) % 3
+    return SimpleNamespace(dataset=SimpleNamespace(y_test=y, x_test=np.zeros((n, 8, 8, 3), np.uint8)))
+
+
+def fake_profile(cam_images: int | None = None) -> SimpleNamespace:
+    return SimpleNamespace(name="smoke", cam_images=cam_images, seeds=(0, 1))
+
+
+@pytest.fixture
+def fake_runs(monkeypatch):
+    """Runs of every kind for seeds 0 and 1 only; each map says which model drew it."""
+    trained = []
+
+    def train_run(exp, loss, seed, profile, verbose=True):
+        trained.append((loss, seed))
+        return SimpleNamespace(model=(loss, seed))
+
+    def true_class_maps(models, x, y, layers):
+        ((name, (loss, seed)),) = models.items()
+        value = {"crossentropy": 1, "article": 2, "forward": 3}[loss] * 10 + seed
+        return {name: {layer: np.full((len(x), 2, 2), float(value)) for layer in layers}}
+
+    monkeypatch.setattr(experiment, "train_run", train_run)
+    monkeypatch.setattr(experiment, "is_trained", lambda exp, loss, seed, profile: seed < 2)
+    monkeypatch.setattr(experiment, "score_run", lambda exp, m: {"true_accuracy": 0.5 + m[1] / 10})
+    monkeypatch.setattr(comparisons, "true_class_maps", true_class_maps)
+    monkeypatch.setattr(gradcam, "residual_stages", lambda model: LAYERS)
+    return trained
+
+
+def test_computed_maps_name_each_model_by_kind_and_seed(fake_runs):
+    stored = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1))
+    assert list(stored.maps) == [f"{k} s{s}" for k in ("regular", "article", "forward") for s in (0, 1)]
+    assert stored.maps["article s1"]["block2_add"][0, 0, 0] == 21
+    assert stored.accuracies["forward s1"] == pytest.approx(0.6)
+    assert list(stored.image_indices) == list(range(6))
+
+
+def test_without_training_only_the_runs_on_disk_are_used(fake_runs):
+    stored = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1, 2, 3), train=False)
+    assert {int(m[-1]) for m in stored.maps} == {0, 1}
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        compute_agreement_maps(fake_experiment(), fake_profile(), (5,), train=False)
+
+
+def test_a_stored_file_is_read_and_one_of_other_images_refused(fake_runs, tmp_path):
+    exp, profile = fake_experiment(), fake_profile()
+    stored, source = agreement_maps(exp, profile, directory=tmp_path)
+    assert source == "computed" and len(fake_runs) == 6
+    path = stored_maps_path("smoke", tmp_path)
+    path.parent.mkdir()
+    save_maps(path, stored.maps, stored.image_indices, stored.devices, accuracies=stored.accuracies)
+    again, source = agreement_maps(exp, profile, directory=tmp_path)
+    assert source == "stored" and len(fake_runs) == 6  # nothing trained the second time
+    assert again.accuracies == pytest.approx(stored.accuracies)
+    with pytest.raises(ValueError, match="other test images"):
+        agreement_maps(exp, fake_profile(cam_images=3), directory=tmp_path)
+
+
+def test_save_maps_needs_an_accuracy_for_every_model(tmp_path):
+    maps = {"regular s0": {"l": np.ones((2, 2, 2))}, "regular s1": {"l": np.ones((2, 2, 2))}}
+    with pytest.raises(ValueError, match="accuracies must name every model"):
+        save_maps(tmp_path / "m", maps, np.arange(2), "cpu", accuracies={"regular s0": 0.9})
+    assert load_maps(save_maps(tmp_path / "m", maps, np.arange(2), "cpu")).accuracies == {}
+
+
+def test_the_script_documents_itself():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "save_agreement_maps.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--replace" in out.stdout and "Store the Grad-CAM maps" in out.stdout
