@@ -64,6 +64,10 @@ def test_faithfulness_plot_draws_map_and_random_per_model_and_layer():
     np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), np.linspace(1, 0, 5))
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["regular", "regular, random order", "x", "x, random order"]
+    assert fig.axes[0].get_ylabel() == "class probability"
+    logit = Curve(fr, np.tile(np.linspace(3, -1, 5), (3, 1)), score="logit")
+    fig = plots.faithfulness_plot({"m": {"deep": LayerFaithfulness(logit, logit, logit, logit)}})
+    assert fig.axes[0].get_ylabel() == "class logit"  # the axis says what the curve scores
 
 
 def test_confusion_matrices_side_by_side_keep_their_numbers_and_titles():

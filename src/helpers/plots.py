@@ -308,6 +308,14 @@ def randomization_plot(
     return fig
 
 
+# What the y axis of a deletion curve shows, per ``helpers.faithfulness`` score.
+SCORE_LABELS = {
+    "probability": "class probability",
+    "logit": "class logit",
+    "relative": "probability / original's",
+}
+
+
 def faithfulness_plot(results: Mapping[str, Mapping[str, Any]]) -> Figure:
     """Mean deletion curves, one panel per layer: each model's map against its random order.
 
@@ -331,7 +339,8 @@ def faithfulness_plot(results: Mapping[str, Mapping[str, Any]]) -> Figure:
             )
         ax.set_title(layer, fontsize=LABEL_SIZE - 1)
         ax.set_xlabel("fraction of pixels removed")
-    axes[0].set_ylabel("class probability")
+    first = next(iter(results.values()))[layers[0]].deletion
+    axes[0].set_ylabel(SCORE_LABELS.get(first.score, first.score))
     handles, labels = axes[-1].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="outside right center", frameon=False)
     return fig
