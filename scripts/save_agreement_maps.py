@@ -15,20 +15,17 @@ one may be what the stored chapter shows.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from helpers.experiment import prepare_experiment  # noqa: E402
-from helpers.manifest import device_name  # noqa: E402
-from helpers.map_store import (  # noqa: E402
+from helpers.experiment import prepare_experiment
+from helpers.manifest import device_name
+from helpers.map_store import (
     compute_agreement_maps,
     load_maps,
     save_maps,
     stored_maps_path,
 )
-from helpers.profiles import get_profile  # noqa: E402
+from helpers.profiles import get_profile
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,9 @@ LAYERS = ["block2_add", "block14_sepconv2_act"]
 
 def fake_experiment(n: int = 6) -> SimpleNamespace:
     y = np.arange(n) % 3
-    return SimpleNamespace(dataset=SimpleNamespace(y_test=y, x_test=np.zeros((n, 8, 8, 3), np.uint8)))
+    return SimpleNamespace(
+        dataset=SimpleNamespace(y_test=y, x_test=np.zeros((n, 8, 8, 3), np.uint8))
+    )
 
 
 def fake_profile(cam_images: int | None = None) -> SimpleNamespace:
@@ -56,7 +58,9 @@ def fake_runs(monkeypatch):
 
 def test_computed_maps_name_each_model_by_kind_and_seed(fake_runs):
     stored = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1))
-    assert list(stored.maps) == [f"{k} s{s}" for k in ("regular", "article", "forward") for s in (0, 1)]
+    assert list(stored.maps) == [
+        f"{k} s{s}" for k in ("regular", "article", "forward") for s in (0, 1)
+    ]
     assert stored.maps["article s1"]["block2_add"][0, 0, 0] == 21
     assert stored.accuracies["forward s1"] == pytest.approx(0.6)
     assert list(stored.image_indices) == list(range(6))

@@ -97,7 +97,9 @@ def test_difference_plot_draws_each_series_with_its_interval_and_the_zero_line()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "9", "14"]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["no difference from the control", "article", "forward"]
-    zero = next(line for line in ax.get_lines() if line.get_label().startswith("no difference"))
+    zero = next(
+        line for line in ax.get_lines() if str(line.get_label()).startswith("no difference")
+    )
     assert set(zero.get_ydata()) == {0}
     assert fig.get_dpi() * fig.get_figwidth() >= 900  # legible at the book's content width
     with pytest.raises(ValueError, match="one to three"):
