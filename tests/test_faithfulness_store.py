@@ -78,3 +78,19 @@ def test_the_script_documents_itself():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "save_faithfulness.py"), "--help"],
                          capture_output=True, text=True, check=True)  # fmt: skip
     assert "--replace" in out.stdout
+
+
+def test_kinds_pool_their_images_and_the_verdict_table_reads_both_curves():
+    from helpers.faithfulness_store import pool_by_kind, verdict_table
+
+    results = {f"regular s{s}": {"l": layer(np.full(30, 0.9), seed=s)} for s in range(3)}
+    results["article s0"] = {"l": layer(np.full(30, 0.5))}
+    pooled = pool_by_kind(results)
+    assert list(pooled) == ["regular", "article"]
+    assert pooled["regular"]["l"].deletion.scores.shape == (90, len(FRACTIONS))
+    assert pooled["regular"]["l"].baseline_probability.shape == (90,)
+    table, found = verdict_table(results, n_boot=300)
+    rows = table.splitlines()
+    assert rows[1].split()[:3] == ["regular", "3", "l"] and "del. beats, ins. beats" in rows[1]
+    assert "del. no, ins. no" in rows[2]  # a map no better than its random order
+    assert found[("regular", "l", "deletion")].high < 0 < found[("regular", "l", "insertion")].low

@@ -180,3 +180,71 @@ def kind_verdicts(
             n_boot - len(finite), ci, f"{n_models} models+images",
         )  # fmt: skip
     return out
+
+
+def pool_by_kind(
+    results: Mapping[str, Mapping[str, LayerFaithfulness]],
+) -> dict[str, dict[str, LayerFaithfulness]]:
+    """``{kind: {layer: LayerFaithfulness}}``: the images of every model of a kind stacked, so
+    that a plot or :func:`helpers.faithfulness.faithfulness_table` shows one line per kind."""
+    from helpers.model_bootstrap import parse_model_name
+
+    kinds: dict[str, list[str]] = {}
+    for name in results:
+        kinds.setdefault(parse_model_name(name)[0], []).append(name)
+
+    def stack(parts: list[LayerFaithfulness], curve: str) -> Curve:
+        first: Curve = getattr(parts[0], curve)
+        scores = np.concatenate([getattr(p, curve).scores for p in parts])
+        return Curve(first.fractions, scores, first.score)
+
+    def probabilities(parts: list[LayerFaithfulness], key: str) -> Any:
+        values = [getattr(p, key) for p in parts]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    out = {}
+    for kind, names in kinds.items():
+        out[kind] = {}
+        for layer in results[names[0]]:
+            parts = [results[n][layer] for n in names]
+            out[kind][layer] = LayerFaithfulness(
+                **{c: stack(parts, c) for c in CURVES},
+                baseline_probability=probabilities(parts, "baseline_probability"),
+                start_probability=probabilities(parts, "start_probability"),
+            )
+    return out
+
+
+def verdict_table(
+    results: Mapping[str, Mapping[str, LayerFaithfulness]], n_boot: int = 2000, seed: int = 0
+) -> tuple[str, dict[tuple[str, str, str], Estimate]]:
+    """Per kind and layer, deletion and insertion "map minus random" with :func:`kind_verdicts`'
+    interval over models and images, the verdict, and the blurred image's class probability.
+
+    Returns the text table and ``{(kind, layer, "deletion" | "insertion"): Estimate}``.
+    """
+    from helpers.agreement import format_interval
+
+    pooled = pool_by_kind(results)
+    found: dict[tuple[str, str, str], Estimate] = {}
+    lines = [
+        f"{'kind':<9}{'models':>7}  {'layer':<21}{'deletion: map - random':>26}"
+        f"{'insertion: map - random':>27}  {'verdict':<22}{'blurred p':>9}"
+    ]
+    for kind, layers in pooled.items():
+        n_models = sum(1 for m in results if m.rpartition(" s")[0] == kind)
+        dele = kind_verdicts(results, kind, n_boot=n_boot, seed=seed)
+        ins = kind_verdicts(results, kind, curve="insertion", n_boot=n_boot, seed=seed)
+        for layer, r in layers.items():
+            d, i = dele[layer], ins[layer]
+            found[(kind, layer, "deletion")], found[(kind, layer, "insertion")] = d, i
+            verdict = (
+                f"del. {'beats' if d.high < 0 else 'no'}, ins. {'beats' if i.low > 0 else 'no'}"
+            )
+            base = r.baseline_probability
+            lines.append(
+                f"{kind:<9}{n_models:>7}  {layer:<21}{format_interval(d, digits=3):>26}"
+                f"{format_interval(i, digits=3):>27}  {verdict:<22}"
+                f"{'-' if base is None else f'{np.mean(base):.2f}':>9}"
+            )
+    return "\n".join(lines), found
