@@ -400,7 +400,7 @@ GLUE_TEXT = re.compile(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`")
 # model, the article loss and the loss chosen on validation data, and the agreement count.
 INTRO_ANSWER_PATHS = {
     "sweep/crossentropy/true_accuracy_mean", "sweep/article/true_accuracy_mean",
-    "agreement/layers_below_control",
+    "same_place/article/layers_below", "same_place/forward/layers_below",
 }  # fmt: skip
 
 
@@ -444,26 +444,33 @@ def test_intro_answer_quotes_the_store() -> None:
 
 
 def test_intro_verdict_matches_the_stored_results() -> None:
-    # The intro states what the numbers mean in words; a re-run that changes what they mean
-    # must change the words too. This fails when that happens: rewrite the verdict in
-    # book/intro.md's answer and chapter 5's "What the numbers say" and "What we learned".
+    # The intro and chapter 5 state what the numbers mean in words; a re-run that changes what
+    # they mean must change the words too. This fails when that happens: rewrite the verdict in
+    # book/intro.md's answer and "How sure are we?", and chapter 5's "What the maps say" and
+    # "What we learned".
     def stored(path: str) -> Any:
         return results_role.lookup(path, BOOK / "results")[1]
 
-    below = stored("agreement/layers_below_control")
-    shallow = ["block2_add", "block3_add", "block4_add", "block5_add"]
-    last_two = ["block13_add", "block14_sepconv2_act"]
-    assert "block9_add" in below, f"the middle layer is no longer below the control: {below}"
-    assert not set(below) & {*shallow, *last_two}, (
-        f"'from the middle of the network to just before its last two stages' is wrong: {below}"
-    )
-    forward_below = stored("agreement/layers_below_control_forward")
-    assert forward_below == ["block14_sepconv2_act"], f"'(the last)' is wrong: {forward_below}"
-    assert stored("agreement/regular_vs_forward/middle/spearman") >= stored(
-        "agreement/regular_vs_regular/middle/spearman"
-    ), "the intro says forward is at least as close to regular as the control at the middle layer"
+    bands = ("shallow", "middle", "deep")
+    article = {band: stored(f"same_place/article/{band}") for band in bands}
+    forward = {band: stored(f"same_place/forward/{band}") for band in bands}
+    # "its Grad-CAM maps differ somewhat more at every depth"
+    assert all(article[b]["mean"] < 0 for b in bands), f"not below the control everywhere: {article}"
+    # "yet the interval ... excludes chance at only N of the thirteen residual stages"
+    assert len(stored("same_place/article/layers_below")) <= 3, "'only' no longer fits"
+    # "The forward models sit on the control" (chapter 5), "the loss more than the labels"
+    assert forward["middle"]["low"] <= 0 <= forward["middle"]["high"], forward["middle"]
+    assert all(article[b]["mean"] < forward[b]["mean"] for b in bands), (article, forward)
+    # "How sure are we?": deletion beats a random order at every depth, insertion nowhere.
+    for kind in ("regular", "article", "forward"):
+        for layer in ("block2_add", "block9_add", "block14_sepconv2_act"):
+            deletion = stored(f"faithfulness/{kind}/{layer}/deletion")
+            insertion = stored(f"faithfulness/{kind}/{layer}/insertion")
+            assert deletion["high"] < 0, f"{kind} {layer}: deletion no longer beats random"
+            assert insertion["low"] <= 0, f"{kind} {layer}: insertion now beats random"
     chapter5 = glued_names(BOOK / "05_agreement.ipynb")
-    assert chapter5["n_layers_below_article"] == str(len(below)), "chapter 5 and the store differ"
+    below = stored("same_place/article/layers_below")
+    assert chapter5["n_below_article"] == str(len(below)), "chapter 5 and the store differ"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)

@@ -95,7 +95,7 @@ def test_difference_plot_draws_each_series_with_its_interval_and_the_zero_line()
     fig = plots.difference_plot(layers, {"article": est, "forward": est})
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "9", "14"]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["no difference from the control", "article", "forward"]
     zero = next(
         line for line in ax.get_lines() if str(line.get_label()).startswith("no difference")

@@ -248,8 +248,8 @@ def difference_plot(
     ax.set_xticks(x, blocks)
     ax.set_xlabel("residual stage (Xception block), shallow to deep")
     ax.set_ylabel(ylabel)
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncol=len(series) + 1, fontsize=8,
-              frameon=False)  # fmt: skip
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 
