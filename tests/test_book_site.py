@@ -455,7 +455,9 @@ def test_intro_verdict_matches_the_stored_results() -> None:
     article = {band: stored(f"same_place/article/{band}") for band in bands}
     forward = {band: stored(f"same_place/forward/{band}") for band in bands}
     # "its Grad-CAM maps differ somewhat more at every depth"
-    assert all(article[b]["mean"] < 0 for b in bands), f"not below the control everywhere: {article}"
+    assert all(article[b]["mean"] < 0 for b in bands), (
+        f"not below the control everywhere: {article}"
+    )
     # "yet the interval ... excludes chance at only N of the thirteen residual stages"
     assert len(stored("same_place/article/layers_below")) <= 3, "'only' no longer fits"
     # "The forward models sit on the control" (chapter 5), "the loss more than the labels"
