@@ -93,4 +93,6 @@ def test_kinds_pool_their_images_and_the_verdict_table_reads_both_curves():
     rows = table.splitlines()
     assert rows[1].split()[:3] == ["regular", "3", "l"] and "del. beats, ins. beats" in rows[1]
     assert "del. no, ins. no" in rows[2]  # a map no better than its random order
+    worse = {f"article s{s}": {"l": layer(np.full(30, 0.1), seed=s)} for s in range(3)}
+    assert "del. worse, ins. worse" in verdict_table(worse, n_boot=300)[0]
     assert found[("regular", "l", "deletion")].high < 0 < found[("regular", "l", "insertion")].low

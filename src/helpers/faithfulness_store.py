@@ -202,7 +202,7 @@ def pool_by_kind(
         values = [getattr(p, key) for p in parts]
         return None if any(v is None for v in values) else np.concatenate(values)
 
-    out = {}
+    out: dict[str, dict[str, LayerFaithfulness]] = {}
     for kind, names in kinds.items():
         out[kind] = {}
         for layer in results[names[0]]:
@@ -213,6 +213,13 @@ def pool_by_kind(
                 start_probability=probabilities(parts, "start_probability"),
             )
     return out
+
+
+def _word(e: Estimate, curve: str) -> str:
+    """``beats``, ``worse`` or ``no`` (the interval contains 0): a map against random."""
+    sign = -1.0 if curve == "deletion" else 1.0  # a lower deletion / higher insertion AUC wins
+    low, high = sorted((sign * e.low, sign * e.high))
+    return "beats" if low > 0 else "worse" if high < 0 else "no"
 
 
 def verdict_table(
@@ -238,9 +245,7 @@ def verdict_table(
         for layer, r in layers.items():
             d, i = dele[layer], ins[layer]
             found[(kind, layer, "deletion")], found[(kind, layer, "insertion")] = d, i
-            verdict = (
-                f"del. {'beats' if d.high < 0 else 'no'}, ins. {'beats' if i.low > 0 else 'no'}"
-            )
+            verdict = f"del. {_word(d, 'deletion')}, ins. {_word(i, 'insertion')}"
             base = r.baseline_probability
             lines.append(
                 f"{kind:<9}{n_models:>7}  {layer:<21}{format_interval(d, digits=3):>26}"
