@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from helpers.experiment import prepare_experiment
 from helpers.manifest import device_name
 from helpers.map_store import (
@@ -26,6 +28,15 @@ from helpers.map_store import (
     stored_maps_path,
 )
 from helpers.profiles import get_profile
+
+
+def same_maps(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """Whether two models' maps are the same up to the store's float16 rounding."""
+    return list(a) == list(b) and all(
+        a[layer].shape == b[layer].shape
+        and np.allclose(a[layer], b[layer], rtol=0, atol=2e-3 * max(np.abs(b[layer]).max(), 1e-12))
+        for layer in a
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if (old.image_indices != new.image_indices).any():
             raise SystemExit(f"{out} holds other test images; move it away or pass --out")
         for name in old.maps:
+            if name in maps and same_maps(old.maps[name], maps[name]):
+                continue  # the stored model is this machine's: nothing to decide
             if name in maps and not args.replace:
                 raise SystemExit(
                     f"{name} is stored already (trained on {old.devices[name]}) and on this "

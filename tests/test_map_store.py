@@ -102,3 +102,19 @@ def test_the_script_documents_itself():
         check=True,
     )
     assert "--replace" in out.stdout and "Store the Grad-CAM maps" in out.stdout
+
+
+def test_the_script_recognises_a_stored_model_as_the_same_one():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "save_maps", ROOT / "scripts" / "save_agreement_maps.py"
+    )
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(0)
+    maps = {"l": rng.random((4, 3, 3)).astype(np.float32)}
+    rounded = {"l": maps["l"].astype(np.float16).astype(np.float32)}
+    assert script.same_maps(maps, rounded)  # float16 storage is still the same model
+    assert not script.same_maps(maps, {"l": rng.random((4, 3, 3)).astype(np.float32)})
