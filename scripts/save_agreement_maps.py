@@ -27,6 +27,7 @@ from helpers.map_store import (
     save_maps,
     stored_maps_path,
 )
+from helpers.model_bootstrap import parse_model_name
 from helpers.profiles import get_profile
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             if name not in maps:
                 maps[name], devices[name] = old.maps[name], old.devices[name]
                 accuracies[name] = old.accuracies[name]
-    order = sorted(maps, key=lambda m: (m.rpartition(" s")[0], int(m.rpartition(" s")[2])))
+    order = sorted(maps, key=parse_model_name)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_maps(
         out,

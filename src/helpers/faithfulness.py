@@ -533,9 +533,14 @@ def random_verdict(
 ) -> str:
     """``"better"``, ``"worse"`` or ``"unclear"``: the map against its own model's random
     order, by :func:`beats_random`'s interval (``"unclear"`` where it contains 0, or is NaN)."""
-    est = beats_random(result, n_boot, ci, seed, kind=kind)
+    return verdict_of(beats_random(result, n_boot, ci, seed, kind=kind), kind)
+
+
+def verdict_of(estimate: Estimate, kind: Literal["deletion", "insertion"] = "deletion") -> str:
+    """``"better"``, ``"worse"`` or ``"unclear"`` for an interval of map AUC minus random AUC
+    (however it was bootstrapped): the sign that wins depends on the curve."""
     sign = 1.0 if kind == "deletion" else -1.0  # a lower deletion / higher insertion AUC wins
-    low, high = sorted((sign * est.low, sign * est.high))
+    low, high = sorted((sign * estimate.low, sign * estimate.high))
     if high < 0:
         return "better"
     if low > 0:

@@ -26,7 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from helpers.agreement import Estimate
-from helpers.faithfulness import Curve, LayerFaithfulness
+from helpers.faithfulness import Curve, LayerFaithfulness, verdict_of
+
+# The table's word for each verdict of helpers.faithfulness.verdict_of.
+WORDS = {"better": "beats", "worse": "worse", "unclear": "no"}
 
 FORMAT = 1
 CURVES = ("deletion", "insertion", "random_deletion", "random_insertion")
@@ -215,13 +218,6 @@ def pool_by_kind(
     return out
 
 
-def _word(e: Estimate, curve: str) -> str:
-    """``beats``, ``worse`` or ``no`` (the interval contains 0): a map against random."""
-    sign = -1.0 if curve == "deletion" else 1.0  # a lower deletion / higher insertion AUC wins
-    low, high = sorted((sign * e.low, sign * e.high))
-    return "beats" if low > 0 else "worse" if high < 0 else "no"
-
-
 def verdict_table(
     results: Mapping[str, Mapping[str, LayerFaithfulness]], n_boot: int = 2000, seed: int = 0
 ) -> tuple[str, dict[tuple[str, str, str], Estimate]]:
@@ -231,6 +227,7 @@ def verdict_table(
     Returns the text table and ``{(kind, layer, "deletion" | "insertion"): Estimate}``.
     """
     from helpers.agreement import format_interval
+    from helpers.model_bootstrap import parse_model_name
 
     pooled = pool_by_kind(results)
     found: dict[tuple[str, str, str], Estimate] = {}
@@ -239,13 +236,13 @@ def verdict_table(
         f"{'insertion: map - random':>27}  {'verdict':<22}{'blurred p':>9}"
     ]
     for kind, layers in pooled.items():
-        n_models = sum(1 for m in results if m.rpartition(" s")[0] == kind)
+        n_models = sum(1 for m in results if parse_model_name(m)[0] == kind)
         dele = kind_verdicts(results, kind, n_boot=n_boot, seed=seed)
         ins = kind_verdicts(results, kind, curve="insertion", n_boot=n_boot, seed=seed)
         for layer, r in layers.items():
             d, i = dele[layer], ins[layer]
             found[(kind, layer, "deletion")], found[(kind, layer, "insertion")] = d, i
-            verdict = f"del. {_word(d, 'deletion')}, ins. {_word(i, 'insertion')}"
+            verdict = f"del. {WORDS[verdict_of(d)]}, ins. {WORDS[verdict_of(i, 'insertion')]}"
             base = r.baseline_probability
             lines.append(
                 f"{kind:<9}{n_models:>7}  {layer:<21}{format_interval(d, digits=3):>26}"
