@@ -458,9 +458,9 @@ def test_intro_verdict_matches_the_stored_results() -> None:
     assert all(article[b]["mean"] < 0 for b in bands), (
         f"not below the control everywhere: {article}"
     )
-    # "yet the interval ... is clear of chance at N of the thirteen residual stages" reads as
-    # a few: "somewhat more" no longer fits once most stages are clear of chance
-    assert len(stored("same_place/article/layers_below")) <= 3, "say 'clearly more' instead"
+    # "but clear of chance ... only at N of the thirteen residual stages" reads as a minority:
+    # "somewhat more" no longer fits once most stages are clear of chance
+    assert len(stored("same_place/article/layers_below")) <= 6, "say 'clearly more' instead"
     # "The forward models sit on the control" (chapter 5), "the loss more than the labels"
     assert forward["middle"]["low"] <= 0 <= forward["middle"]["high"], forward["middle"]
     assert all(article[b]["mean"] < forward[b]["mean"] for b in bands), (article, forward)
