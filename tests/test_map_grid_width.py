@@ -47,12 +47,6 @@ PENDING: dict[tuple[str, str], str] = {
         "the Motorbikes grid needs the four-class regular and article models, which are not "
         "on this machine"
     ),
-    ("gradcam", "64f53f87"): (
-        "drawn again with the seed-0 models retrained on this machine, the cell prints 30 and 2 "
-        "images that only one model gets right, where the results store, and so chapter 4's "
-        "'What we learned', says 20 and 6 (the models the rest of the chapter loaded); it needs "
-        "those models, or the whole chapter re-run with one set"
-    ),
 }
 
 
