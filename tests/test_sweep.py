@@ -1,4 +1,5 @@
-"""Tests for scripts/sweep_losses.py: a real smoke run of one loss and one seed, and its parts."""
+"""Tests for scripts/sweep_losses.py: real smoke runs of one loss and one seed (of a shallower
+Xception, see ``shallow_smoke``), and the queue's parts."""
 
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ def load_script():
 
 
 sweep = load_script()
+
+
+@pytest.fixture(autouse=True)
+def shallow_smoke(monkeypatch):
+    """The queue's machinery does not depend on the network's depth: its runs train an
+    Xception without middle-flow blocks, a fraction of the smoke model's time."""
+    from dataclasses import replace
+
+    from helpers import profiles
+
+    shallow = replace(profiles.PROFILES["smoke"], middle_blocks=0)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", shallow)
 
 
 def test_summarise_mean_and_sample_std():
@@ -146,6 +159,9 @@ class NoTensorFlow(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoTensorFlow())
+import dataclasses
+from helpers import profiles  # as the shallow_smoke fixture does in this process
+profiles.PROFILES["smoke"] = dataclasses.replace(profiles.PROFILES["smoke"], middle_blocks=0)
 spec = importlib.util.spec_from_file_location("sweep", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules["sweep"] = module

@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 import keras
 import numpy as np
@@ -52,7 +53,13 @@ TINY = Profile(
     max_epochs=1,
     patience=1,
     seeds=(0,),
+    middle_blocks=0,  # the machinery under test does not depend on depth; shallower is faster
 )
+
+
+def shallow_xception(**kwargs: Any) -> keras.Model:
+    """The Xception that ``TINY`` trains: no middle-flow blocks."""
+    return build_xception((SIZE, SIZE, 3), 3, middle_blocks=TINY.middle_blocks, **kwargs)
 
 
 def colour_images(n: int, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +169,7 @@ def test_pipeline_runs_on_jax_without_tensorflow(tmp_path):
 
 
 def test_recalibration_sets_exact_population_statistics():
-    model = build_xception((SIZE, SIZE, 3), 3, seed=0)
+    model = shallow_xception(seed=0)
     x, _ = colour_images(12)
     trainable_before = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
     recalibrate_batchnorm(model, x, batch_size=5)  # uneven batches: 5 + 5 + 2
@@ -180,7 +187,7 @@ def test_recalibration_sets_exact_population_statistics():
 
 def _trained(x, y, epochs):
     keras.utils.set_random_seed(0)
-    model = build_xception((SIZE, SIZE, 3), 3, seed=0)  # Keras' default momentum 0.99
+    model = shallow_xception(seed=0)  # Keras' default momentum 0.99
     loss, metric, _ = resolve_loss("crossentropy", 3)
     trainer = compile_for_training(model, loss, metric, TINY)
     fit = trainer.fit(preprocess(x), y, batch_size=TINY.batch_size, epochs=epochs, verbose=0)
@@ -189,7 +196,7 @@ def _trained(x, y, epochs):
 
 def test_the_trainer_comes_with_its_optimizer_built():
     """Adam's moments exist before the first step (so TensorFlow traces the step once)."""
-    model = build_xception((SIZE, SIZE, 3), 3, seed=0)
+    model = shallow_xception(seed=0)
     loss, metric, _ = resolve_loss("crossentropy", 3)
     trainer = compile_for_training(model, loss, metric, TINY)
     assert trainer.optimizer.built
@@ -385,14 +392,14 @@ def test_the_learning_rate_is_constant_without_decay_and_resumes_its_decay():
         training.learning_rate(replace(TINY, lr_decay=-1.0))
     decaying = replace(TINY, lr_decay=0.5)
     loss, metric, _ = resolve_loss("crossentropy", 3)
-    trainer = compile_for_training(build_xception((SIZE, SIZE, 3), 3, seed=0), loss, metric,
+    trainer = compile_for_training(shallow_xception(seed=0), loss, metric,
                                    decaying)  # fmt: skip
     trainer.optimizer.iterations.assign(10)  # as after ten steps
     saved = artifacts.artifacts_dir() / "ckpt"
     saved.mkdir(parents=True)
     trainer.save_weights(str(saved / WEIGHTS))  # what a checkpoint saves
 
-    fresh = compile_for_training(build_xception((SIZE, SIZE, 3), 3, seed=1), loss, metric,
+    fresh = compile_for_training(shallow_xception(seed=1), loss, metric,
                                  decaying)  # fmt: skip
     assert float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate)) == pytest.approx(
         TINY.learning_rate
@@ -463,7 +470,7 @@ def test_a_directory_without_the_marker_is_not_a_finished_run(tmp_path):
 
 
 def test_predict_proba_and_evaluate_on_uint8_images():
-    model = build_xception((SIZE, SIZE, 3), 3, seed=0)
+    model = shallow_xception(seed=0)
     x, y = colour_images(5)
     probs = predict_proba(model, x, batch_size=2)
     assert probs.shape == (5, 3)
@@ -610,7 +617,7 @@ def test_precision_is_part_of_a_runs_identity(monkeypatch):
 
     # A finished bfloat16 run loads as one, from its own directory.
     bf16_dir = artifacts.run_dir("prec", "unit", 0, precision="mixed_bfloat16")
-    model = build_xception((SIZE, SIZE, 3), 3, precision="mixed_bfloat16")
+    model = shallow_xception(precision="mixed_bfloat16")
     model.set_weights(fp32.model.get_weights())
     artifacts.save_run(bf16_dir, model, fp32.history, {**fp32.meta, "precision": "mixed_bfloat16"})
     bf16 = train_model("prec", x, y, x_val, y_val, profile=TINY, verbose=False)
@@ -640,3 +647,15 @@ def test_the_batch_stats_monitor_scores_as_many_images_as_the_profile_says(monke
     assert seen == [3] and len(run.history["val_accuracy_batch_stats"]) == 1
     # smoke scores fewer (the monitor runs eagerly); the real profiles keep the default
     assert PROFILES["smoke"].monitor_images < PROFILES["laptop"].monitor_images == MONITOR_IMAGES
+
+
+def test_a_shallower_run_reloads_shallow_and_is_not_a_full_ones_cache():
+    x, y = colour_images(8)
+    x_val, y_val = colour_images(4, seed=1)
+    train_model("depth", x, y, x_val, y_val, profile=TINY, verbose=False)
+    again = train_model("depth", x, y, x_val, y_val, profile=TINY, verbose=False)
+    assert again.loaded_from_cache
+    names = {layer.name for layer in again.model.layers}
+    assert "block4_add" in names and "block5_add" not in names
+    with pytest.raises(ValueError, match="trained with other profile"):
+        train_model("depth", x, y, x_val, y_val, profile=replace(TINY, middle_blocks=1))

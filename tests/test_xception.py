@@ -136,3 +136,20 @@ def test_stage_summary_adds_up(small_model, capsys):
 def test_rejects_unusable_input_shapes(shape):
     with pytest.raises(ValueError, match="71|RGB"):
         build_xception(shape)
+
+
+def test_fewer_middle_blocks_drop_the_last_ones_and_nothing_else(small_model):
+    shallow = build_xception(SMALL, num_classes=3, seed=0, middle_blocks=1)
+    names = {layer.name for layer in shallow.layers}
+    assert "block5_add" in names and "block6_add" not in names and "block12_add" not in names
+    assert {"block4_add", "block13_add", "block14_sepconv2_act", "logits"} <= names
+    # Each middle block is three separable convolutions of 728 channels and their BatchNorms.
+    per_block = (small_model.count_params() - shallow.count_params()) / 7
+    assert per_block == 3 * (728 * 9 + 728 * 728 + 4 * 728)
+    assert shallow.output.shape == small_model.output.shape
+
+
+@pytest.mark.parametrize("blocks", [-1, 9])
+def test_rejects_a_middle_flow_xception_does_not_have(blocks):
+    with pytest.raises(ValueError, match="middle_blocks must lie in 0..8"):
+        build_xception(SMALL, middle_blocks=blocks)

@@ -76,6 +76,11 @@ class Profile:
         default, keeps a constant rate). The original passed ``decay=1e-6`` with its 1e-5
         (issue 15, chapter 7's table): after 5,200 steps (200 laptop epochs) the rate is
         0.5% lower, so at this scale the decay is nearly a constant rate.
+    middle_blocks
+        Xception's middle-flow blocks (``helpers.xception.build_xception``): 8, as in
+        Xception, for every profile of the book. Only the tests of the training machinery
+        (checkpoints, locks, the time budget) lower it, to train a shallower network of the
+        same design faster.
     """
 
     name: str
@@ -94,6 +99,7 @@ class Profile:
     monitor_images: int = 256
     recalibrate_bn: bool = True
     lr_decay: float = 0.0
+    middle_blocks: int = 8
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -50,6 +50,7 @@ TRAINING_FIELDS = (
     "extra_outputs",
     "recalibrate_bn",
     "lr_decay",
+    "middle_blocks",
 )
 # Fields added after runs were saved: at these defaults they stay out of a run's identity.
 LATER_DEFAULTS: dict[str, Any] = {
@@ -57,6 +58,7 @@ LATER_DEFAULTS: dict[str, Any] = {
     "extra_outputs": 0,
     "recalibrate_bn": True,
     "lr_decay": 0.0,
+    "middle_blocks": 8,
 }
 
 
@@ -429,7 +431,12 @@ def train_model(
 
         keras.utils.set_random_seed(seed)
         model = build_xception(
-            x_train.shape[1:], num_classes, bn_momentum=bn_momentum, seed=seed, precision=policy
+            x_train.shape[1:],
+            num_classes,
+            bn_momentum=bn_momentum,
+            seed=seed,
+            precision=policy,
+            middle_blocks=profile.middle_blocks,
         )
         trainer = compile_for_training(model, loss_fn, metric, profile)
         best_weights = resumed.restore(trainer) if resumed else None
@@ -546,6 +553,7 @@ def _load(directory: Path, request: dict[str, Any], verbose: bool) -> TrainedMod
         meta["num_classes"],
         bn_momentum=meta["bn_momentum"],
         precision=saved["precision"],
+        middle_blocks=saved["profile"].get("middle_blocks", 8),
     )
     model.load_weights(str(weights))
     if verbose:

@@ -72,6 +72,7 @@ def build_xception(
     bn_momentum: float = 0.99,
     seed: int | None = None,
     precision: str = "float32",
+    middle_blocks: int = len(MIDDLE_BLOCKS),
 ) -> keras.Model:
     """Build an untrained Xception classifier as one flat functional graph.
 
@@ -93,14 +94,24 @@ def build_xception(
         Keras dtype policy of the body: ``"float32"`` or ``"mixed_bfloat16"``
         (``helpers.precision``). The ``logits`` and ``predictions`` layers are float32
         either way, and every variable is float32, so weights load into either precision.
+    middle_blocks
+        How many of the eight middle-flow blocks to build (the first ones: ``block5`` on).
+        The book's models have all eight. Fewer gives a shallower network of the same design,
+        which the tests of the training machinery train in a fraction of the time.
 
     Returns
     -------
     keras.Model
         Named ``"xception"``; its output is the softmax layer ``predictions``. The parameter
-        count equals ``keras.applications.Xception(weights=None, classes=num_classes)``.
+        count equals ``keras.applications.Xception(weights=None, classes=num_classes)``
+        (with the eight middle blocks).
     """
     _check_input_shape(tuple(input_shape), num_classes)  # type: ignore[arg-type]
+    if not 0 <= middle_blocks <= len(MIDDLE_BLOCKS):
+        raise ValueError(
+            f"middle_blocks must lie in 0..{len(MIDDLE_BLOCKS)} (Xception has eight), "
+            f"not {middle_blocks}."
+        )
     if precision not in ("float32", "mixed_bfloat16"):
         raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', got {precision!r}.")
     init = _Initialisers(seed)
@@ -166,7 +177,7 @@ def build_xception(
         x = layers.Add(name=f"block{block}_add", dtype=precision)([x, residual])
 
     # Middle flow: eight identity-shortcut blocks of three separable convolutions.
-    for block in MIDDLE_BLOCKS:
+    for block in MIDDLE_BLOCKS[:middle_blocks]:
         residual = x
         for k in (1, 2, 3):
             x = sep_bn(x, 728, block, k)
