@@ -201,7 +201,11 @@ def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
     assert values["gap_size160"] == "80.0% (1 seed)" and values["gap_size299"] == "not run yet"
     assert values["gap_regular"] == "95.0% (1 seed)"
     share = (0.80 - 0.65) / (ORIGINAL["article"] - 0.65)
-    assert values["gap_largest"] == f"160 px, which closes {share:.0%} of the gap"
+    assert values["gap_largest"] == (
+        "160 px (the highest mean test accuracy of the arms, so picked after seeing it), which "
+        f"moves about {round(share * 10) * 10}% of the gap, without an interval (1 and 2 seeds: "
+        "too few to tell)"
+    )
     assert best_arm(gather_arms("laptop", store)).arm.label == "160 px"
     left = ORIGINAL["article"] - 0.80
     assert values["gap_remaining"] == f"{left * 100:.1f} points"
@@ -216,7 +220,7 @@ def test_quotable_values_name_the_arm_that_closes_most(store, tmp_path_factory):
     assert quotable(gather_arms("laptop", lone))["gap_largest"].startswith("none moves it closer")
     _store(lone, "article/seed0/learning_rate0.0001", "article", 0, 0.95, {"learning_rate": 1e-4})
     values = quotable(gather_arms("laptop", lone))
-    assert values["gap_largest"].startswith("learning rate 1e-4, which more than closes the gap")
+    assert values["gap_largest"].startswith("learning rate 1e-4 (the highest mean test accuracy")
     assert values["gap_remaining"] == "none: that arm alone reaches the original's accuracy"
 
 
@@ -417,7 +421,7 @@ def test_format_share_rounds_to_the_interval_and_claims_only_what_excludes_0():
     assert format_share(worse).startswith("widens the gap: about -50% of it")
     none = Interval(0.43, float("nan"), float("nan"), 1, 3, "bootstrap")
     assert format_share(none) == (
-        "about 40% of the gap, without an interval (1 and 3 seeds: too few to tell)"
+        "moves about 40% of the gap, without an interval (1 and 3 seeds: too few to tell)"
     )
 
 
@@ -479,3 +483,99 @@ def test_the_lr_budget_square_separates_the_two_effects(tmp_path):
     assert "patience differs" in table
     with pytest.raises(ValueError, match="do not make a 2 x 2 square"):
         lr_budget_cells([r for r in results if r.arm is not short])
+
+
+def _square(tmp_path, budget_accuracies):
+    """The baseline, 1e-5 up to 150 epochs and 1e-5 at most 25 epochs, three seeds each, and
+    the 3e-4 up-to-150 cell with the given accuracies (one per seed)."""
+    cells = {
+        None: BASE,
+        QUOTED["lr5"]: LR5,
+        NEW_ARMS[0]: (0.70, 0.71, 0.72),
+        NEW_ARMS[1]: budget_accuracies,
+    }
+    for label, accuracies in cells.items():
+        arm = arm_named(label) if label else None
+        for seed, acc in enumerate(accuracies):
+            key = arm.key(seed) if arm else f"article/seed{seed}"
+            _store(tmp_path, key, "article", seed, acc, dict(arm.overrides) if arm else None)
+    return gather_arms("laptop", tmp_path)
+
+
+def test_the_lr_budget_verdict_names_only_the_effects_whose_interval_excludes_0(tmp_path):
+    from helpers.gap import lr_budget_effects, lr_budget_verdict
+
+    partial = _square(tmp_path / "partial", (0.80,))
+    assert lr_budget_verdict(partial) == (
+        "the two are not separated yet: 1 of the four cells of the learning rate × epoch budget "
+        "square have fewer than two seeds"
+    )
+    results = _square(tmp_path / "full", (0.74, 0.78, 0.76))
+    effects = dict(lr_budget_effects(results))
+    lr_long = effects["learning rate 1e-5 instead of 3e-4, at most 150 epochs"]
+    assert lr_long.point == pytest.approx(np.mean(LR5) - 0.76)
+    budget_slow = effects["at most 150 instead of 25 epochs, learning rate 1e-5"]
+    assert budget_slow.excludes_zero and budget_slow.point == pytest.approx(np.mean(LR5) - 0.71)
+    budget_fast = effects["at most 150 instead of 25 epochs, learning rate 3e-4"]
+    assert not budget_fast.excludes_zero  # 76% against 76.0% ± 6.0%
+    verdict = lr_budget_verdict(results)
+    assert verdict.startswith("the article loss is measurably moved by ")
+    assert "at most 150 instead of 25 epochs, learning rate 1e-5 (+19.9 points" in verdict
+    assert "learning rate 3e-4 (" not in verdict
+
+
+def test_the_controls_say_whether_1e5_helps_every_loss(tmp_path):
+    from helpers.gap import control_effects, format_control_effects
+
+    for seed, (a, b) in enumerate(zip(BASE, LR5, strict=True)):
+        _store(tmp_path, f"article/seed{seed}", "article", seed, a)
+        _store(tmp_path, arm_named(QUOTED["lr5"]).key(seed), "article", seed, b,
+               dict(arm_named(QUOTED["lr5"]).overrides))  # fmt: skip
+        _store(tmp_path, f"crossentropy/seed{seed}", "crossentropy", seed, 0.93 + 0.01 * seed)
+    slow_regular = arm_named(NEW_ARMS[4])
+    _store(tmp_path, slow_regular.key(0), "crossentropy", 0, 0.95, dict(slow_regular.overrides))
+    effects = control_effects(gather_arms("laptop", tmp_path))
+    assert effects["article"].excludes_zero and effects["article"].point > 0
+    assert effects["crossentropy"].point == pytest.approx(0.95 - 0.94)
+    assert not effects["crossentropy"].has_interval  # one seed at 1e-5
+    assert effects["forward"] is None
+    table = format_control_effects(gather_arms("laptop", tmp_path)).splitlines()
+    assert table[0].startswith("loss") and len(table) == 4
+    assert table[2].startswith("crossentropy") and "too few seeds for an interval" in table[2]
+    assert table[3].startswith("forward") and table[3].endswith("not run yet")
+
+
+def test_the_extra_outputs_share_per_epoch_is_read_and_said(tmp_path):
+    from helpers.gap import describe_takeover, extra_output_curves, plot_extra_output_share
+
+    recipe = arm_named(NEW_ARMS[2])
+    assert recipe.overrides["extra_outputs"] == 1 and recipe.overrides["learning_rate"] == 1e-5
+    assert extra_output_curves(recipe, directory=tmp_path) == {}
+    assert describe_takeover({}).startswith("has not been measured yet")
+    with pytest.raises(ValueError, match="run the 4-output arm first"):
+        plot_extra_output_share({})
+    for seed, curve in ((0, [0.1, 0.6, 0.9]), (2, [0.0, 0.2])):
+        _store(tmp_path, recipe.key(seed), "article", seed, 0.5, dict(recipe.overrides),
+               history={"extra_output_share": curve})  # fmt: skip
+    curves = extra_output_curves(recipe, directory=tmp_path)
+    assert curves == {0: [0.1, 0.6, 0.9], 2: [0.0, 0.2]}
+    assert describe_takeover(curves) == (
+        "takes over in 1 of 2 seeds: at the last epoch it wins on 55% of the test images (mean "
+        "over seeds), and on at most 90% in any epoch"
+    )
+    assert describe_takeover({0: [0.7]}).startswith("takes over in every one of 1 seed: at")
+    assert describe_takeover({0: [0.7, 0.2]}).startswith("takes over in none of 1 seed: at")
+    fig = plot_extra_output_share(curves)
+    assert len(fig.axes[0].lines) == 3  # two seeds and the half line
+
+
+def test_an_arm_is_described_by_its_runs_and_the_head_by_what_it_did():
+    from helpers.gap import describe_arm, takeover_reading
+
+    arm = arm_named(NEW_ARMS[2])
+    assert describe_arm(ArmResult(arm, (0, 1), (0.5, 0.7), (9, 11))) == "60.0% (2 seeds)"
+    assert describe_arm(ArmResult(arm, (), (), ())) == "not run yet"
+    assert "still queued" in takeover_reading({})
+    assert "no contradiction" in takeover_reading({0: [0.9, 0.1], 1: [0.2]})
+    assert "cannot come from this recipe" in takeover_reading({0: [0.9], 1: [0.6]})
+    assert "depends on the seed" in takeover_reading({0: [0.9], 1: [0.1]})

@@ -479,7 +479,7 @@ def format_share(interval: Interval, what: str = "the gap") -> str:
     about = _pct(interval.point, step)
     seeds = f"{interval.n_arm} and {interval.n_base} seeds"
     if not interval.has_interval:
-        return f"about {about} of {what}, without an interval ({seeds}: too few to tell)"
+        return f"moves about {about} of {what}, without an interval ({seeds}: too few to tell)"
     span = (
         f"{interval.level:.0%} interval {_pct(interval.low, step)} to "
         f"{_pct(interval.high, step)}; {seeds}, {interval.method}"
@@ -541,7 +541,8 @@ def format_shares(
         if r.arm.loss != "article" or r.arm.factor == "baseline":
             continue
         if not r.n:
-            lines.append(f"{r.arm.label}: not run yet")
+            status = f"unfinished, {r.unfinished[0].describe()}" if r.unfinished else "not run yet"
+            lines.append(f"{r.arm.label}: {status}")
             continue
         cap = arm_profile(r.arm, profile).max_epochs
         best = f"; best epochs {_per_seed(r.best_epochs)}" if r.best_epochs else ""
@@ -631,35 +632,113 @@ def lr_budget_table(
             best = f", best epochs {_per_seed(r.best_epochs)}" if r.best_epochs else ""
             lines.append(head + f"epochs run {_per_seed(r.epochs, b)}{best}; {share}")
     lines.append("")
-
-    def effect(a: ArmResult, b: ArmResult) -> str:
-        if not a.n or not b.n:
-            return "not run yet"
-        d = difference(a, b, method=method)
-        if not d.has_interval:
-            return f"{100 * d.point:+.1f} points (too few seeds for an interval)"
-        return (
-            f"{100 * d.point:+.1f} points ({d.level:.0%} interval {100 * d.low:+.1f} to "
-            f"{100 * d.high:+.1f}{'' if d.excludes_zero else ', includes 0'})"
-        )
-
-    low_lr, high_lr = rates[1], rates[0]
-    short, long = budgets
-    for b in budgets:
-        lines.append(
-            f"learning rate {_lr(low_lr)} instead of {_lr(high_lr)}, at most {b} epochs: "
-            + effect(cells[low_lr, b], cells[high_lr, b])
-        )
-    for lr in rates:
-        lines.append(
-            f"at most {long} instead of {short} epochs, learning rate {_lr(lr)}: "
-            + effect(cells[lr, long], cells[lr, short])
-        )
+    lines += [
+        f"{what}: {format_effect(d)}" for what, d in lr_budget_effects(results, profile, method)
+    ]
     patience = {arm_profile(r.arm, profile).patience for r in cells.values()}
     if len(patience) > 1:
         lines.append(
             "(the cells' patience differs, as listed above: the budget's effect includes it)"
         )
+    return "\n".join(lines)
+
+
+def lr_budget_effects(
+    results: Sequence[ArmResult], profile: str = "laptop", method: str = "welch"
+) -> list[tuple[str, Interval | None]]:
+    """The square's four effects, each a difference of mean true accuracy with its interval:
+    the smaller learning rate at each epoch budget, then the longer budget at each learning
+    rate. ``None`` where a cell has no runs."""
+    cells = lr_budget_cells(results, profile)
+    (high_lr, low_lr), (short, long) = (
+        sorted({lr for lr, _ in cells}, reverse=True),
+        sorted({epochs for _, epochs in cells}),
+    )
+
+    def d(a: ArmResult, b: ArmResult) -> Interval | None:
+        return difference(a, b, method=method) if a.n and b.n else None
+
+    return [
+        *(
+            (f"learning rate {_lr(low_lr)} instead of {_lr(high_lr)}, at most {b} epochs",
+             d(cells[low_lr, b], cells[high_lr, b]))
+            for b in (short, long)
+        ),
+        *(
+            (f"at most {long} instead of {short} epochs, learning rate {_lr(lr)}",
+             d(cells[lr, long], cells[lr, short]))
+            for lr in (high_lr, low_lr)
+        ),
+    ]  # fmt: skip
+
+
+def format_effect(d: Interval | None) -> str:
+    """A difference of accuracies (:func:`difference`) in points with its interval, e.g.
+    ``"+19.9 points (95% interval +15.0 to +24.8)"``, ``", includes 0"`` added when it does;
+    or why there is no number (``None``: no runs)."""
+    if d is None:
+        return "not run yet"
+    if not d.has_interval:
+        return f"{100 * d.point:+.1f} points (too few seeds for an interval)"
+    return (
+        f"{100 * d.point:+.1f} points ({d.level:.0%} interval {100 * d.low:+.1f} to "
+        f"{100 * d.high:+.1f}{'' if d.excludes_zero else ', includes 0'})"
+    )
+
+
+def lr_budget_verdict(
+    results: Sequence[ArmResult], profile: str = "laptop", method: str = "welch"
+) -> str:
+    """What the square shows, as a clause that follows "So far, ": which of the two factors
+    moves the article loss where the other is held fixed, or how many cells still lack runs."""
+    cells = lr_budget_cells(results, profile)
+    empty = sum(1 for r in cells.values() if r.n < 2)
+    if empty:
+        return (
+            f"the two are not separated yet: {empty} of the four cells of the learning rate × "
+            "epoch budget square have fewer than two seeds"
+        )
+    effects = lr_budget_effects(results, profile, method)
+    clear = [what for what, d in effects if d is not None and d.excludes_zero]
+    if not clear:
+        return "neither factor measurably moves the article loss where the other is held fixed"
+    return "the article loss is measurably moved by " + "; ".join(
+        f"{what} ({format_effect(d)})" for what, d in effects if what in clear
+    )
+
+
+CONTROL_LR = {"learning_rate": 1e-5, "max_epochs": 150}  # the controls' second setting
+
+
+def control_effects(
+    results: Sequence[ArmResult], method: str = "welch"
+) -> dict[str, Interval | None]:
+    """Per loss (article, cross-entropy, forward): its 1e-5 / 150-epoch arm's mean true
+    accuracy minus its arm at the laptop settings, with an interval (``None`` without runs),
+    so that a gain of the smaller learning rate can be told apart for one loss or for all."""
+    found: dict[str, Interval | None] = {}
+    for loss in ("article", "crossentropy", "forward"):
+        mine = [r for r in results if r.arm.loss == loss]
+        base = next((r for r in mine if not r.arm.overrides), None)
+        slow = next((r for r in mine if dict(r.arm.overrides) == CONTROL_LR), None)
+        if base is None or slow is None:
+            raise ValueError(f"no {loss} arm at the laptop settings and at {CONTROL_LR}")
+        found[loss] = difference(slow, base, method=method) if slow.n and base.n else None
+    return found
+
+
+def format_control_effects(results: Sequence[ArmResult], method: str = "welch") -> str:
+    """The controls' table: per loss, both arms' means and the effect of 1e-5 / 150 epochs."""
+
+    def cell(r: ArmResult) -> str:
+        return f"{r.mean:.1%} ± {r.sd:.1%} (n={r.n})" if r.n else "not run yet"
+
+    lines = [f"{'loss':<14}{'laptop settings':<24}{'1e-5, up to 150 epochs':<26}effect of 1e-5"]
+    for loss, d in control_effects(results, method).items():
+        mine = [r for r in results if r.arm.loss == loss]
+        base = next(r for r in mine if not r.arm.overrides)
+        slow = next(r for r in mine if dict(r.arm.overrides) == CONTROL_LR)
+        lines.append(f"{loss:<14}{cell(base):<24}{cell(slow):<26}{format_effect(d)}")
     return "\n".join(lines)
 
 
@@ -685,21 +764,24 @@ QUOTED = {
 }
 
 
+def describe_arm(r: ArmResult) -> str:
+    """An arm's mean true accuracy and its seeds (``"80.0% (1 seed)"``), how far an unfinished
+    run got, or ``"not run yet"``."""
+    if r.n:
+        return f"{r.mean:.1%} ({r.n} seed{'s' if r.n != 1 else ''})"
+    if r.unfinished:  # how far the time budget let it get
+        return f"{r.unfinished[0].describe()} (seed {r.unfinished[0].seed})"
+    return "not run yet"
+
+
 def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
     """The chapter's sentences' values, as text: each arm's mean and seed count, the
     baseline, the gap, the arm that closes most of it (or that none has run) and how much
     of the gap that arm leaves."""
 
-    def mean(r: ArmResult) -> str:
-        if r.n:
-            return f"{r.mean:.1%} ({r.n} seed{'s' if r.n != 1 else ''})"
-        if r.unfinished:  # how far the time budget let it get
-            return f"{r.unfinished[0].describe()} (seed {r.unfinished[0].seed})"
-        return "not run yet"
-
     found = gap_closed(results)
     by_label = {r.arm.label: r for r in results}
-    values = {f"gap_{name}": mean(by_label[label]) for name, label in QUOTED.items()}
+    values = {f"gap_{name}": describe_arm(by_label[label]) for name, label in QUOTED.items()}
     values["gap_target"] = f"{ORIGINAL['article']:.2%}"
     values["gap_baseline"] = f"{found['baseline']:.1%}"
     values["gap_points"] = f"{found['gap'] * 100:.1f} points"
@@ -717,10 +799,11 @@ def quotable(results: Sequence[ArmResult]) -> dict[str, str]:
             "none moves it closer: every arm run so far leaves it lower or equal"
         )
     else:
+        assert top is not None  # best names it
+        share = format_share(share_of_gap(top, _baseline(results)))
         values["gap_largest"] = (
-            f"{best}, which more than closes the gap ({shares[best]:.0%} of it)"
-            if shares[best] >= 1
-            else f"{best}, which closes {shares[best]:.0%} of the gap"
+            f"{best} (the highest mean test accuracy of the arms, so picked after seeing it), "
+            f"which {share}"
         )
         left = (1 - shares[best]) * found["gap"]
         values["gap_remaining"] = (
@@ -817,5 +900,89 @@ def plot_stuck(
     )
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def extra_output_curves(
+    arm: Arm,
+    seeds: Sequence[int] = (0, 1, 2),
+    profile: str = "laptop",
+    directory: Path | str | None = None,
+) -> dict[int, list[float]]:
+    """Per seed of ``arm`` with a recorded run, the share of test images on which the extra
+    output wins the argmax, epoch by epoch (``extra_output_share`` in the run's history)."""
+    curves = {}
+    for seed in seeds:
+        try:
+            curves[seed] = recorded_curve(arm.key(seed), "extra_output_share", profile, directory)
+        except KeyError:
+            continue
+    return curves
+
+
+def describe_takeover(curves: Mapping[int, Sequence[float]]) -> str:
+    """What the extra output did, in words: in how many seeds it wins most test images at the
+    last epoch, its share then (mean over seeds) and its largest share in any epoch."""
+    if not curves:
+        return "has not been measured yet: no run of this arm is recorded"
+    n = len(curves)
+    taken = sum(1 for c in curves.values() if c[-1] > 0.5)
+    seeds = f"{n} seed{'s' if n != 1 else ''}"
+    verb = (
+        f"takes over in every one of {seeds}"
+        if taken == n
+        else f"takes over in none of {seeds}"
+        if taken == 0
+        else f"takes over in {taken} of {seeds}"
+    )
+    last = float(np.mean([c[-1] for c in curves.values()]))
+    peak = max(max(c) for c in curves.values())
+    return (
+        f"{verb}: at the last epoch it wins on {last:.0%} of the test images (mean over seeds), "
+        f"and on at most {peak:.0%} in any epoch"
+    )
+
+
+def takeover_reading(curves: Mapping[int, Sequence[float]]) -> str:
+    """What the extra output's behaviour at 1e-5 says about the original's 91.41% with four
+    outputs: one or two sentences for the chapter."""
+    if not curves:
+        return "Its runs are still queued, so the original's 91.41% with four outputs stays open."
+    taken = sum(1 for c in curves.values() if c[-1] > 0.5)
+    if taken == 0:
+        return (
+            "So the original's 91.41% with four outputs is no contradiction: the fourth output "
+            "is a place the article loss *can* move probability to, and at the original's "
+            "learning rate it did not get there."
+        )
+    if taken == len(curves):
+        return (
+            "So the original's 91.41% with four outputs cannot come from this recipe as we run "
+            "it: something else in the original's code must differ."
+        )
+    return (
+        "Whether it does depends on the seed, so the original's 91.41% with four outputs may "
+        "be a run in which it did not."
+    )
+
+
+def plot_extra_output_share(curves: Mapping[int, Sequence[float]], dpi: int = DPI) -> Figure:
+    """Per seed, the share of test images the extra output wins, by epoch."""
+    if not curves:
+        raise ValueError("No extra-output share recorded: run the 4-output arm first.")
+    fig = Figure(figsize=(6.4, 3.0), dpi=dpi)
+    ax = fig.add_subplot()
+    for seed, values in sorted(curves.items()):
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=f"seed {seed}")
+    ax.axhline(0.5, color="0.5", ls=":", lw=1, label="half the test images")
+    ax.set(
+        xlabel="epoch",
+        ylabel="test images won by the extra output",
+        ylim=(0, 1.02),
+        title="The original's fourth output, at the original's learning rate",
+    )
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
