@@ -507,7 +507,7 @@ def test_the_lr_budget_verdict_names_only_the_effects_whose_interval_excludes_0(
 
     partial = _square(tmp_path / "partial", (0.80,))
     assert lr_budget_verdict(partial) == (
-        "the two are not separated yet: 1 of the four cells of the learning rate × epoch budget "
+        "the two are not separated: 1 of the four cells of the learning rate × epoch budget "
         "square have fewer than two seeds"
     )
     results = _square(tmp_path / "full", (0.74, 0.78, 0.76))

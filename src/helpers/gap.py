@@ -695,7 +695,7 @@ def lr_budget_verdict(
     empty = sum(1 for r in cells.values() if r.n < 2)
     if empty:
         return (
-            f"the two are not separated yet: {empty} of the four cells of the learning rate × "
+            f"the two are not separated: {empty} of the four cells of the learning rate × "
             "epoch budget square have fewer than two seeds"
         )
     effects = lr_budget_effects(results, profile, method)
