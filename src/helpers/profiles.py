@@ -115,7 +115,8 @@ PROFILES: dict[str, Profile] = {
         image_size=71,
         batch_size=16,
         learning_rate=1e-3,
-        max_epochs=2,
+        # One epoch: a second cost 15 s of a 45 s smoke run (measured), and CI trains a dozen.
+        max_epochs=1,
         patience=1,
         seeds=(0, 1),
         max_train_images=64,
