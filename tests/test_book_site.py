@@ -454,13 +454,14 @@ def test_intro_verdict_matches_the_stored_results() -> None:
     bands = ("shallow", "middle", "deep")
     article = {band: stored(f"same_place/article/{band}") for band in bands}
     forward = {band: stored(f"same_place/forward/{band}") for band in bands}
-    # "its Grad-CAM maps differ somewhat more at every depth"
-    assert all(article[b]["mean"] < 0 for b in bands), (
-        f"not below the control everywhere: {article}"
-    )
-    # "but clear of chance ... only at N of the thirteen residual stages" reads as a minority:
-    # "somewhat more" no longer fits once most stages are clear of chance
-    assert len(stored("same_place/article/layers_below")) <= 6, "say 'clearly more' instead"
+    # "its Grad-CAM maps differ more, at every depth": each band's interval over models and
+    # images lies below zero (chapter 5: "each band's lies entirely below zero")
+    assert all(article[b]["high"] < 0 for b in bands), f"not clear of chance everywhere: {article}"
+    # "and, clear of chance ..., at N of the thirteen residual stages" with chapter 5's "at most
+    # stages": with 6 or fewer, say "somewhat more ... only at N" again (as with four seeds)
+    assert len(stored("same_place/article/layers_below")) >= 7, "say 'somewhat more' instead"
+    # "`forward` ... differ clearly at only N": a minority of the stages
+    assert len(stored("same_place/forward/layers_below")) <= 6, "forward's verdict changed"
     # "The forward models sit on the control" (chapter 5), "the loss more than the labels"
     assert forward["middle"]["low"] <= 0 <= forward["middle"]["high"], forward["middle"]
     assert all(article[b]["mean"] < forward[b]["mean"] for b in bands), (article, forward)
