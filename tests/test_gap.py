@@ -563,8 +563,10 @@ def test_the_extra_outputs_share_per_epoch_is_read_and_said(tmp_path):
         "takes over in 1 of 2 seeds: at the last epoch it wins on 55% of the test images (mean "
         "over seeds), and on at most 90% in any epoch"
     )
-    assert describe_takeover({0: [0.7]}).startswith("takes over in every one of 1 seed: at")
-    assert describe_takeover({0: [0.7, 0.2]}).startswith("takes over in none of 1 seed: at")
+    assert describe_takeover({0: [0.7]}).startswith("takes over in the one seed recorded: at")
+    assert describe_takeover({0: [0.7, 0.2]}).startswith("does not take over in the one seed")
+    assert describe_takeover({0: [0.7], 1: [0.9]}).startswith("takes over in every one of 2 seeds")
+    assert describe_takeover({0: [0.1], 1: [0.2]}).startswith("takes over in none of 2 seeds")
     fig = plot_extra_output_share(curves)
     assert len(fig.axes[0].lines) == 3  # two seeds and the half line
 

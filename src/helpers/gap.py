@@ -928,14 +928,16 @@ def describe_takeover(curves: Mapping[int, Sequence[float]]) -> str:
         return "has not been measured yet: no run of this arm is recorded"
     n = len(curves)
     taken = sum(1 for c in curves.values() if c[-1] > 0.5)
-    seeds = f"{n} seed{'s' if n != 1 else ''}"
-    verb = (
-        f"takes over in every one of {seeds}"
-        if taken == n
-        else f"takes over in none of {seeds}"
-        if taken == 0
-        else f"takes over in {taken} of {seeds}"
-    )
+    if n == 1:
+        verb = f"{'takes' if taken else 'does not take'} over in the one seed recorded"
+    else:
+        verb = (
+            f"takes over in every one of {n} seeds"
+            if taken == n
+            else f"takes over in none of {n} seeds"
+            if taken == 0
+            else f"takes over in {taken} of {n} seeds"
+        )
     last = float(np.mean([c[-1] for c in curves.values()]))
     peak = max(max(c) for c in curves.values())
     return (
