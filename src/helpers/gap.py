@@ -710,21 +710,30 @@ def lr_budget_verdict(
 CONTROL_LR = {"learning_rate": 1e-5, "max_epochs": 150}  # the controls' second setting
 
 
-def control_effects(
-    results: Sequence[ArmResult], method: str = "welch"
-) -> dict[str, Interval | None]:
-    """Per loss (article, cross-entropy, forward): its 1e-5 / 150-epoch arm's mean true
-    accuracy minus its arm at the laptop settings, with an interval (``None`` without runs),
-    so that a gain of the smaller learning rate can be told apart for one loss or for all."""
-    found: dict[str, Interval | None] = {}
+def _control_arms(results: Sequence[ArmResult]) -> dict[str, tuple[ArmResult, ArmResult]]:
+    """Per loss (article, cross-entropy, forward): its arm at the laptop settings and at 1e-5
+    with up to 150 epochs."""
+    found = {}
     for loss in ("article", "crossentropy", "forward"):
         mine = [r for r in results if r.arm.loss == loss]
         base = next((r for r in mine if not r.arm.overrides), None)
         slow = next((r for r in mine if dict(r.arm.overrides) == CONTROL_LR), None)
         if base is None or slow is None:
             raise ValueError(f"no {loss} arm at the laptop settings and at {CONTROL_LR}")
-        found[loss] = difference(slow, base, method=method) if slow.n and base.n else None
+        found[loss] = (base, slow)
     return found
+
+
+def control_effects(
+    results: Sequence[ArmResult], method: str = "welch"
+) -> dict[str, Interval | None]:
+    """Per loss (article, cross-entropy, forward): its 1e-5 / 150-epoch arm's mean true
+    accuracy minus its arm at the laptop settings, with an interval (``None`` without runs),
+    so that a gain of the smaller learning rate can be told apart for one loss or for all."""
+    return {
+        loss: difference(slow, base, method=method) if slow.n and base.n else None
+        for loss, (base, slow) in _control_arms(results).items()
+    }
 
 
 def format_control_effects(results: Sequence[ArmResult], method: str = "welch") -> str:
@@ -733,12 +742,10 @@ def format_control_effects(results: Sequence[ArmResult], method: str = "welch") 
     def cell(r: ArmResult) -> str:
         return f"{r.mean:.1%} ± {r.sd:.1%} (n={r.n})" if r.n else "not run yet"
 
+    effects = control_effects(results, method)
     lines = [f"{'loss':<14}{'laptop settings':<24}{'1e-5, up to 150 epochs':<26}effect of 1e-5"]
-    for loss, d in control_effects(results, method).items():
-        mine = [r for r in results if r.arm.loss == loss]
-        base = next(r for r in mine if not r.arm.overrides)
-        slow = next(r for r in mine if dict(r.arm.overrides) == CONTROL_LR)
-        lines.append(f"{loss:<14}{cell(base):<24}{cell(slow):<26}{format_effect(d)}")
+    for loss, (base, slow) in _control_arms(results).items():
+        lines.append(f"{loss:<14}{cell(base):<24}{cell(slow):<26}{format_effect(effects[loss])}")
     return "\n".join(lines)
 
 

@@ -553,7 +553,7 @@ def _load(directory: Path, request: dict[str, Any], verbose: bool) -> TrainedMod
         meta["num_classes"],
         bn_momentum=meta["bn_momentum"],
         precision=saved["precision"],
-        middle_blocks=saved["profile"].get("middle_blocks", 8),
+        middle_blocks=saved["profile"].get("middle_blocks", LATER_DEFAULTS["middle_blocks"]),
     )
     model.load_weights(str(weights))
     if verbose:
