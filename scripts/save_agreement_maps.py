@@ -1,11 +1,15 @@
-"""Store the Grad-CAM maps chapter 5 compares, for every model of a profile on this machine.
+"""Store the Grad-CAM maps chapters 5 and 8 compare, for every model of a profile on this machine.
 
     python scripts/save_agreement_maps.py --profile laptop
+    python scripts/save_agreement_maps.py --profile laptop --losses scl_exp
+    python scripts/save_agreement_maps.py --profile laptop \
+        --classes airplanes watch Leopards Motorbikes --losses crossentropy article forward scl_exp
 
-For each kind (regular, article, forward) and each seed whose run is complete under
-``artifacts/``, computes the true-class maps at all 13 residual stages on the chapter's test
-images and the model's true test accuracy, and writes them to
-``book/results/maps/<profile>.npz`` (``helpers.map_store``). Models already in that file and
+For each loss (by default chapter 5's three: cross-entropy, stored as ``regular``, article
+and forward) and each seed whose run is complete under ``artifacts/``, computes the
+true-class maps at all 13 residual stages on the chapter's test images and the model's true
+test accuracy, and writes them to ``book/results/maps/<profile>.npz``, or, for other classes
+than the book's three, ``<profile>-<classes>.npz`` (``helpers.map_store``). Models already in that file and
 not on this machine are kept, so seeds trained on different machines pool in one file; each
 keeps the device it was trained on. A model on this machine replaces its stored namesake only
 with ``--replace``: two runs of one seed on two machines are different models, and the stored
@@ -19,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.experiment import prepare_experiment
+from helpers.data import DEFAULT_CLASSES
+from helpers.experiment import REFERENCE, prepare_experiment
 from helpers.manifest import device_name
 from helpers.map_store import (
+    AGREEMENT_KINDS,
     compute_agreement_maps,
     load_maps,
     save_maps,
@@ -44,15 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="laptop")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--out", type=Path, help="default: book/results/maps/<profile>.npz")
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        default=list(AGREEMENT_KINDS.values()),
+        help="losses whose models to store (cross-entropy is stored as 'regular')",
+    )
+    parser.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
+    parser.add_argument(
+        "--out", type=Path, help="default: book/results/maps/<profile>[-<classes>].npz"
+    )
     parser.add_argument("--replace", action="store_true", help="replace stored namesakes")
     parser.add_argument("--device", default=None, help="default: this machine's description")
     args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)
-    out = args.out or stored_maps_path(profile.name)
-    exp = prepare_experiment(profile)
-    new = compute_agreement_maps(exp, profile, args.seeds, train=False)
+    kinds = {("regular" if loss == REFERENCE else loss): loss for loss in args.losses}
+    out = args.out or stored_maps_path(profile.name, classes=args.classes)
+    exp = prepare_experiment(profile, classes=tuple(args.classes))
+    new = compute_agreement_maps(exp, profile, args.seeds, kinds, train=False)
     device = args.device or device_name()
     maps, devices, accuracies = dict(new.maps), dict.fromkeys(new.maps, device), new.accuracies
     if out.exists():

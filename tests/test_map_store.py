@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import comparisons, experiment, gradcam
+from helpers.data import DEFAULT_CLASSES
 from helpers.map_store import (
     agreement_maps,
     compute_agreement_maps,
@@ -23,10 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["block2_add", "block14_sepconv2_act"]
 
 
-def fake_experiment(n: int = 6) -> SimpleNamespace:
-    y = np.arange(n) % 3
+def fake_experiment(n: int = 6, classes: tuple[str, ...] = DEFAULT_CLASSES) -> SimpleNamespace:
+    y = np.arange(n) % len(classes)
     return SimpleNamespace(
-        dataset=SimpleNamespace(y_test=y, x_test=np.zeros((n, 8, 8, 3), np.uint8))
+        dataset=SimpleNamespace(
+            y_test=y, x_test=np.zeros((n, 8, 8, 3), np.uint8), class_names=classes
+        )
     )
 
 
@@ -45,7 +48,7 @@ def fake_runs(monkeypatch):
 
     def true_class_maps(models, x, y, layers):
         ((name, (loss, seed)),) = models.items()
-        value = {"crossentropy": 1, "article": 2, "forward": 3}[loss] * 10 + seed
+        value = {"crossentropy": 1, "article": 2, "forward": 3, "scl_exp": 4}[loss] * 10 + seed
         return {name: {layer: np.full((len(x), 2, 2), float(value)) for layer in layers}}
 
     monkeypatch.setattr(experiment, "train_run", train_run)
@@ -85,6 +88,24 @@ def test_a_stored_file_is_read_and_one_of_other_images_refused(fake_runs, tmp_pa
     assert again.accuracies == pytest.approx(stored.accuracies)
     with pytest.raises(ValueError, match="other test images"):
         agreement_maps(exp, fake_profile(cam_images=3), directory=tmp_path)
+
+
+def test_other_classes_are_stored_apart_and_other_losses_named_by_loss(fake_runs, tmp_path):
+    four = ("airplanes", "watch", "Leopards", "Motorbikes")
+    assert stored_maps_path("laptop", tmp_path).name == "laptop.npz"
+    assert stored_maps_path("laptop", tmp_path, DEFAULT_CLASSES).name == "laptop.npz"
+    path = stored_maps_path("laptop", tmp_path, four)
+    assert path.name == "laptop-airplanes-watch-leopards-motorbikes.npz"
+    three = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1))
+    path.parent.mkdir()
+    save_maps(stored_maps_path("smoke", tmp_path), three.maps, three.image_indices, "cpu")
+    kinds = {"regular": "crossentropy", "scl_exp": "scl_exp"}
+    stored, source = agreement_maps(
+        fake_experiment(8, four), fake_profile(), kinds, directory=tmp_path
+    )
+    assert source == "computed" and len(stored.image_indices) == 8  # not the three classes' file
+    assert list(stored.maps) == ["regular s0", "regular s1", "scl_exp s0", "scl_exp s1"]
+    assert stored.maps["scl_exp s1"]["block2_add"][0, 0, 0] == 41
 
 
 def test_save_maps_needs_an_accuracy_for_every_model(tmp_path):

@@ -169,11 +169,20 @@ def load_maps(path: str | Path) -> StoredMaps:
 AGREEMENT_KINDS = {"regular": "crossentropy", "article": "article", "forward": "forward"}
 
 
-def stored_maps_path(profile: str, directory: str | Path | None = None) -> Path:
-    """Where the agreement maps of ``profile`` are stored: ``<results>/maps/<profile>.npz``."""
+def stored_maps_path(
+    profile: str, directory: str | Path | None = None, classes: Sequence[str] | None = None
+) -> Path:
+    """Where the agreement maps of ``profile`` are stored: ``<results>/maps/<profile>.npz``.
+
+    Maps of other classes than the book's three (chapter 8's four) get the classes in the
+    name, e.g. ``laptop-airplanes-watch-leopards-motorbikes.npz``, as their runs do.
+    """
+    from helpers.experiment import classes_tag
     from helpers.results import results_dir
 
-    return (Path(directory) if directory is not None else results_dir()) / "maps" / f"{profile}.npz"
+    tag = classes_tag(classes) if classes is not None else ""
+    name = f"{profile}-{tag}.npz" if tag else f"{profile}.npz"
+    return (Path(directory) if directory is not None else results_dir()) / "maps" / name
 
 
 def agreement_maps(
@@ -194,7 +203,7 @@ def agreement_maps(
     from helpers.experiment import cam_subset
 
     idx = cam_subset(exp.dataset.y_test, profile.cam_images)
-    path = stored_maps_path(profile.name, directory)
+    path = stored_maps_path(profile.name, directory, exp.dataset.class_names)
     if path.exists():
         stored = load_maps(path)
         if not np.array_equal(stored.image_indices, idx):

@@ -1,0 +1,71 @@
+"""Chapter 8's comparison of losses at several numbers of classes, on maps made to differ."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.across_k import LossAtK, across_k_sentence, compare_across_k, format_across_k
+
+LAYERS = [f"block{i}_add" for i in range(2, 8)]
+
+
+def synthetic_maps(kinds: dict[str, int], far: set[str], seed: int, n: int = 30) -> dict:
+    """Models draw noisy copies of one map per image, except those of the ``far`` kinds, which
+    draw maps of their own: they agree with a regular model less than two regular models do."""
+    rng = np.random.default_rng(seed)
+    truth = {layer: rng.normal(size=(n, 4, 4)) for layer in LAYERS}
+    maps = {}
+    for kind, n_seeds in kinds.items():
+        for s in range(n_seeds):
+            maps[f"{kind} s{s}"] = {
+                layer: (rng.normal(size=(n, 4, 4)) if kind in far else truth[layer])
+                + 0.5 * rng.normal(size=(n, 4, 4))
+                for layer in LAYERS
+            }
+    return maps
+
+
+@pytest.fixture(scope="module")
+def results():
+    three = synthetic_maps({"regular": 4, "far": 3, "close": 3, "few": 2}, {"far"}, seed=1)
+    four = synthetic_maps({"regular": 3, "far": 3, "close": 3}, {"far", "close"}, seed=2)
+    return compare_across_k({3: three, 4: four}, ["far", "close", "few"], n_boot=300)
+
+
+def test_a_loss_whose_maps_are_unrelated_moves_them_at_every_k(results):
+    for k in (3, 4):
+        r = results[("far", k)]
+        assert r.reading == "moves" and len(r.below) == len(LAYERS) and not r.above
+        assert all(e.high < 0 for e in r.bands.values())
+        assert r.n_seeds == {"regular": 4 if k == 3 else 3, "far": 3}
+
+
+def test_a_loss_like_the_regular_one_stays_and_a_change_with_k_is_said(results):
+    assert results[("close", 3)].reading == "stays"
+    assert results[("close", 4)].reading == "moves"
+    sentence = across_k_sentence(results, ["far", "close"])
+    assert sentence.startswith("far moves the maps away from a regular model's at both three "
+                               "and four classes (below the control at 6 and 6 of 6 stages)")  # fmt: skip
+    assert "close leaves them where a second regular model puts them at three classes" in sentence
+    assert "but moves the maps away from a regular model's at four classes (6 of 6)" in sentence
+
+
+def test_too_few_seeds_is_not_compared_but_reported(results):
+    assert results[("few", 3)] is None and results[("few", 4)] is None
+    assert "few is not measured yet at any number of classes" in across_k_sentence(results, ["few"])
+    half = {("far", 3): results[("far", 3)], ("far", 4): None}
+    assert across_k_sentence(half, ["far"]) == (
+        "far moves the maps away from a regular model's at three classes "
+        "(below the control at 6 of 6 stages; not yet measured at four).")  # fmt: skip
+    table = format_across_k(results)
+    assert table.count("not stored yet") == 2 and "6/0 of 6" in table
+
+
+def test_the_reading_follows_the_stated_thresholds():
+    def at(below: int, above: int) -> str:
+        names = [f"l{i}" for i in range(13)]
+        return LossAtK("x", 3, {}, {}, names[:below], names[below : below + above], 13).reading
+
+    assert (at(7, 0), at(6, 0), at(2, 0), at(1, 1), at(3, 0), at(0, 7)) == (
+        "moves", "mixed", "stays", "stays", "mixed", "agrees more")  # fmt: skip
