@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.complementary import LOSS_NAMES
 from helpers.data import DEFAULT_CLASSES
 from helpers.experiment import REFERENCE, prepare_experiment
 from helpers.manifest import device_name
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "--losses",
         nargs="+",
         default=list(AGREEMENT_KINDS.values()),
+        choices=[REFERENCE, *LOSS_NAMES],
         help="losses whose models to store (cross-entropy is stored as 'regular')",
     )
     parser.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
