@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for m in order:
         print(f"{m:<12} {accuracies[m]:6.1%}  {devices[m]}")
-    print(f"{len(order)} models -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    print(
+        f"{len(order)} model{'s' * (len(order) != 1)} -> {out} ({out.stat().st_size / 1e6:.1f} MB)"
+    )
     return 0
 
 
