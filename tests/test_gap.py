@@ -524,6 +524,27 @@ def test_the_lr_budget_verdict_names_only_the_effects_whose_interval_excludes_0(
     assert "learning rate 3e-4 (" not in verdict
 
 
+def test_a_verdict_without_a_clear_effect_still_says_how_the_estimates_lean(tmp_path):
+    from helpers.gap import lr_budget_effects, lr_budget_verdict
+
+    cells = {None: BASE, QUOTED["lr5"]: LR5, NEW_ARMS[0]: (0.75, 0.97), NEW_ARMS[1]: (0.62, 0.90)}
+    for label, accuracies in cells.items():
+        arm = arm_named(label) if label else None
+        for seed, acc in enumerate(accuracies):
+            key = arm.key(seed) if arm else f"article/seed{seed}"
+            _store(tmp_path, key, "article", seed, acc, dict(arm.overrides) if arm else None)
+    results = gather_arms("laptop", tmp_path)
+    effects = lr_budget_effects(results)
+    assert not any(d.excludes_zero for _, d in effects)
+    lr, budget = ([f"{100 * d.point:+.1f}" for what, d in effects if what.startswith(factor)]
+                  for factor in ("learning rate", "at most"))  # fmt: skip
+    assert lr_budget_verdict(results) == (
+        "neither factor measurably moves the article loss where the other is held fixed "
+        f"(point estimates: the smaller learning rate {lr[0]} and {lr[1]} points, the longer "
+        f"budget {budget[0]} and {budget[1]} points; every interval includes 0)"
+    )
+
+
 def test_the_controls_say_whether_1e5_helps_every_loss(tmp_path):
     from helpers.gap import control_effects, format_control_effects
 

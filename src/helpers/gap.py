@@ -700,8 +700,19 @@ def lr_budget_verdict(
         )
     effects = lr_budget_effects(results, profile, method)
     clear = [what for what, d in effects if d is not None and d.excludes_zero]
-    if not clear:
-        return "neither factor measurably moves the article loss where the other is held fixed"
+    if not clear:  # still say which way the point estimates lean, and that they may be noise
+
+        def points(factor: str) -> str:
+            found = [
+                f"{100 * d.point:+.1f}" for what, d in effects if d and what.startswith(factor)
+            ]
+            return " and ".join(found) + " points"
+
+        return (
+            "neither factor measurably moves the article loss where the other is held fixed "
+            f"(point estimates: the smaller learning rate {points('learning rate')}, the longer "
+            f"budget {points('at most')}; every interval includes 0)"
+        )
     return "the article loss is measurably moved by " + "; ".join(
         f"{what} ({format_effect(d)})" for what, d in effects if what in clear
     )
