@@ -564,6 +564,11 @@ def test_the_controls_say_whether_1e5_helps_every_loss(tmp_path):
     assert table[0].startswith("loss") and len(table) == 4
     assert table[2].startswith("crossentropy") and "too few seeds for an interval" in table[2]
     assert table[3].startswith("forward") and table[3].endswith("not run yet")
+    slow_forward = arm_named(NEW_ARMS[5])
+    _store(tmp_path, slow_forward.key(0), "forward", 0, 0.9, dict(slow_forward.overrides),
+           finished=False)  # fmt: skip
+    table = format_control_effects(gather_arms("laptop", tmp_path)).splitlines()
+    assert "unfinished (10 epochs)" in table[3] and table[3].endswith("not run yet")
 
 
 def test_the_extra_outputs_share_per_epoch_is_read_and_said(tmp_path):

@@ -751,7 +751,9 @@ def format_control_effects(results: Sequence[ArmResult], method: str = "welch") 
     """The controls' table: per loss, both arms' means and the effect of 1e-5 / 150 epochs."""
 
     def cell(r: ArmResult) -> str:
-        return f"{r.mean:.1%} ± {r.sd:.1%} (n={r.n})" if r.n else "not run yet"
+        if r.n:
+            return f"{r.mean:.1%} ± {r.sd:.1%} (n={r.n})"
+        return f"unfinished ({r.unfinished[0].epochs} epochs)" if r.unfinished else "not run yet"
 
     effects = control_effects(results, method)
     lines = [f"{'loss':<14}{'laptop settings':<24}{'1e-5, up to 150 epochs':<26}effect of 1e-5"]
