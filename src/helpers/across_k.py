@@ -23,7 +23,7 @@ The thresholds are fixed here, before reading any result, and a chapter states t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy.typing as npt
@@ -38,7 +38,6 @@ from helpers.model_bootstrap import (
 )
 
 MapsByModel = Mapping[str, Mapping[str, npt.ArrayLike]]
-READINGS = ("moves", "stays", "agrees more", "mixed")
 K_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
@@ -69,7 +68,7 @@ class LossAtK:
 
 def compare_across_k(
     maps_by_k: Mapping[int, MapsByModel],
-    losses: Iterable[str],
+    losses: Sequence[str],
     *,
     layers: Sequence[str] | None = None,
     min_seeds: int = 3,
@@ -84,13 +83,12 @@ def compare_across_k(
     """
     out: dict[tuple[str, int], LossAtK | None] = {}
     for k, maps in maps_by_k.items():
-        names = list(maps)
-        stages = list(layers) if layers is not None else list(maps[names[0]]) if names else []
         for loss in losses:
-            n_seeds = {kind: len(seeds_of(names, kind)) for kind in ("regular", loss)}
+            n_seeds = {kind: len(seeds_of(maps, kind)) for kind in ("regular", loss)}
             if min(n_seeds.values()) < min_seeds:
                 out[(loss, k)] = None
                 continue
+            stages = list(layers) if layers is not None else list(next(iter(maps.values())))
             per_layer = compare_to_control(maps, loss, layers=stages, n_boot=n_boot, seed=seed)
             off = layers_off_zero(per_layer)
             out[(loss, k)] = LossAtK(
