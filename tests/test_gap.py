@@ -479,7 +479,7 @@ def test_the_lr_budget_square_separates_the_two_effects(tmp_path):
     )
     assert f"{100 * effect_25.point:+.1f} points" in line
     assert "at most 150 instead of 25 epochs, learning rate 1e-5: +19.9 points" in table
-    assert "at most 150 instead of 25 epochs, learning rate 3e-4: not run yet" in table
+    assert "at most 150 instead of 25 epochs, learning rate 3e-4: not measured yet" in table
     assert "patience differs" in table
     with pytest.raises(ValueError, match="do not make a 2 x 2 square"):
         lr_budget_cells([r for r in results if r.arm is not short])
@@ -563,12 +563,12 @@ def test_the_controls_say_whether_1e5_helps_every_loss(tmp_path):
     table = format_control_effects(gather_arms("laptop", tmp_path)).splitlines()
     assert table[0].startswith("loss") and len(table) == 4
     assert table[2].startswith("crossentropy") and "too few seeds for an interval" in table[2]
-    assert table[3].startswith("forward") and table[3].endswith("not run yet")
+    assert table[3].startswith("forward") and table[3].endswith("not measured yet")
     slow_forward = arm_named(NEW_ARMS[5])
     _store(tmp_path, slow_forward.key(0), "forward", 0, 0.9, dict(slow_forward.overrides),
            finished=False)  # fmt: skip
     table = format_control_effects(gather_arms("laptop", tmp_path)).splitlines()
-    assert "unfinished (10 epochs)" in table[3] and table[3].endswith("not run yet")
+    assert "unfinished (10 epochs)" in table[3] and table[3].endswith("not measured yet")
 
 
 def test_the_extra_outputs_share_per_epoch_is_read_and_said(tmp_path):

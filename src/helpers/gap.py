@@ -675,9 +675,9 @@ def lr_budget_effects(
 def format_effect(d: Interval | None) -> str:
     """A difference of accuracies (:func:`difference`) in points with its interval, e.g.
     ``"+19.9 points (95% interval +15.0 to +24.8)"``, ``", includes 0"`` added when it does;
-    or why there is no number (``None``: no runs)."""
+    or ``"not measured yet"`` (``None``: an arm it compares has no finished run)."""
     if d is None:
-        return "not run yet"
+        return "not measured yet"
     if not d.has_interval:
         return f"{100 * d.point:+.1f} points (too few seeds for an interval)"
     return (
