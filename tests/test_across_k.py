@@ -69,3 +69,28 @@ def test_the_reading_follows_the_stated_thresholds():
 
     assert (at(7, 0), at(6, 0), at(2, 0), at(1, 1), at(3, 0), at(0, 7)) == (
         "moves", "mixed", "stays", "stays", "mixed", "agrees more")  # fmt: skip
+
+
+def test_the_figure_has_a_panel_per_k_and_says_where_a_loss_is_missing(results):
+    from helpers.across_k import across_k_figure
+
+    fig = across_k_figure(results, ["far", "close", "few"])
+    three, four = fig.axes
+    assert (three.get_title(), four.get_title()) == (
+        "Three classes (K = 3)",
+        "Four classes (K = 4)",
+    )
+    # far and close have the seeds at both K ("few" at neither): two series and the zero line each
+    for ax, k in ((three, 3), (four, 4)):
+        assert len(ax.containers) == 2
+        far = ax.containers[0].lines[0].get_ydata()
+        assert np.allclose(
+            sorted(far), sorted(e.mean for e in results[("far", k)].per_layer.values())
+        )
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["no difference from the control", "far", "close"]
+    half = {("far", 3): results[("far", 3)], ("far", 4): None}
+    empty = across_k_figure(half, ["far"]).axes[1]
+    assert [t.get_text() for t in empty.texts] == ["not stored yet"]
+    with pytest.raises(ValueError, match="nothing to draw"):
+        across_k_figure({("far", 3): None}, ["far"])

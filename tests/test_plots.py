@@ -104,3 +104,20 @@ def test_difference_plot_draws_each_series_with_its_interval_and_the_zero_line()
     assert fig.get_dpi() * fig.get_figwidth() >= 900  # legible at the book's content width
     with pytest.raises(ValueError, match="one to three"):
         plots.difference_plot(layers, dict.fromkeys("abcd", est))
+
+
+def test_panels_of_differences_share_colours_and_scale_and_keep_an_empty_panel():
+    from types import SimpleNamespace
+
+    layers = ["block2_add", "block14_sepconv2_act"]
+    est = {la: SimpleNamespace(mean=-0.2, low=-0.3, high=-0.1) for la in layers}
+    fig = plots.panels_of_differences(layers, {"A": {"x": est, "y": est}, "B": {"y": est}, "C": {}})
+    a, b, c = fig.axes
+    assert a.containers[1].lines[0].get_color() == b.containers[0].lines[0].get_color()  # y
+    assert a.get_ylim() == c.get_ylim() and [t.get_text() for t in c.texts] == ["not stored yet"]
+    assert a.get_xlabel() == "" and c.get_xlabel().startswith("residual stage")
+    assert fig.get_dpi() * fig.get_figwidth() >= 900
+    with pytest.raises(ValueError, match="at least one panel"):
+        plots.panels_of_differences(layers, {})
+    with pytest.raises(ValueError, match="one to three"):
+        plots.panels_of_differences(layers, {"A": dict.fromkeys("abcd", est)})

@@ -24,9 +24,10 @@ The thresholds are fixed here, before reading any result, and a chapter states t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy.typing as npt
+from matplotlib.figure import Figure
 
 from helpers.diagnostics import depth_bands
 from helpers.model_bootstrap import (
@@ -36,6 +37,7 @@ from helpers.model_bootstrap import (
     layers_off_zero,
     seeds_of,
 )
+from helpers.plots import panels_of_differences
 
 MapsByModel = Mapping[str, Mapping[str, npt.ArrayLike]]
 K_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
@@ -52,6 +54,8 @@ class LossAtK:
     below: Sequence[str]
     above: Sequence[str]
     n_layers: int
+    # Per stage, for a figure: {layer: SeedImageEstimate}.
+    per_layer: Mapping[str, SeedImageEstimate] = field(default_factory=dict)
 
     @property
     def reading(self) -> str:
@@ -99,8 +103,29 @@ def compare_across_k(
                 below=off["below"],
                 above=off["above"],
                 n_layers=len(stages),
+                per_layer=per_layer,
             )
     return out
+
+
+def across_k_figure(
+    results: Mapping[tuple[str, int], LossAtK | None], losses: Sequence[str]
+) -> Figure:
+    """Per stage, each loss's difference to the regular control with its interval over seeds
+    and images: one panel per K (:func:`helpers.plots.panels_of_differences`); a K where no loss
+    is stored yet keeps its panel and says so."""
+    ks = sorted({k for _, k in results})
+    measured = [r for r in results.values() if r is not None]
+    if not measured:
+        raise ValueError("no loss has the seeds to be compared at any K; nothing to draw")
+    layers = list(measured[0].per_layer)
+    panels = {
+        f"{K_WORDS.get(k, str(k)).capitalize()} classes (K = {k})": {
+            loss: r.per_layer for loss in losses if (r := results.get((loss, k))) is not None
+        }
+        for k in ks
+    }
+    return panels_of_differences(layers, panels)
 
 
 def format_across_k(results: Mapping[tuple[str, int], LossAtK | None]) -> str:

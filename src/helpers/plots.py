@@ -232,25 +232,71 @@ def difference_plot(
     :func:`helpers.model_bootstrap.difference_to_control`). Layers are labelled by their
     block number, shallow to deep; the legend sits above the axes, off the data.
     """
-    if not 1 <= len(series) <= 3:
-        raise ValueError(f"one to three series keep the figure readable, got {len(series)}")
+    _check_series(series)
     fig = Figure(figsize=(6.4, 3.0), dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
+    _draw_differences(ax, layers, series, ylabel)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=2, fontsize=8, frameon=False)
+    return fig
+
+
+def panels_of_differences(
+    layers: Sequence[str],
+    panels: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    ylabel: str = "agreement minus control",
+    dpi: int = 150,
+) -> Figure:
+    """:func:`difference_plot` in panels, one above the other on one y scale: ``panels`` maps
+    a panel title to its ``series`` (the same series get the same colour in every panel). A
+    panel without series says so, rather than being left out, so its absence is seen."""
+    if not panels:
+        raise ValueError("panels_of_differences needs at least one panel")
+    for series in panels.values():
+        if series:
+            _check_series(series)
+    labels = list(dict.fromkeys(label for series in panels.values() for label in series))
+    colours = {label: f"C{i}" for i, label in enumerate(labels)}
+    fig = Figure(figsize=(6.4, 0.6 + 2.4 * len(panels)), dpi=dpi, layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    for ax, (title, series) in zip(axes, panels.items(), strict=True):
+        _draw_differences(ax, layers, series, ylabel, colours)
+        ax.set_title(title, fontsize=9)
+        if not series:
+            ax.text(0.5, 0.5, "not stored yet", transform=ax.transAxes, ha="center",
+                    va="center", color="0.4")  # fmt: skip
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    found = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(list(found.values()), list(found), loc="outside upper center", ncol=2,
+               fontsize=8, frameon=False)  # fmt: skip
+    return fig
+
+
+def _check_series(series: Mapping[str, Any]) -> None:
+    if not 1 <= len(series) <= 3:
+        raise ValueError(f"one to three series keep the figure readable, got {len(series)}")
+
+
+def _draw_differences(
+    ax: Axes,
+    layers: Sequence[str],
+    series: Mapping[str, Mapping[str, Any]],
+    ylabel: str,
+    colours: Mapping[str, str] | None = None,
+) -> None:
     x = np.arange(len(layers))
-    offsets = np.linspace(-0.12, 0.12, len(series)) if len(series) > 1 else [0.0]
+    offsets = np.linspace(-0.12, 0.12, len(series)) if len(series) > 1 else [0.0] * len(series)
     for (label, per), dx in zip(series.items(), offsets, strict=True):
         mean, low, high = (np.array([getattr(per[la], k) for la in layers]) for k in
                            ("mean", "low", "high"))  # fmt: skip
         ax.errorbar(x + dx, mean, yerr=[mean - low, high - mean], fmt="o-", ms=4, lw=1.2,
-                    capsize=2, label=label)  # fmt: skip
+                    capsize=2, label=label, color=(colours or {}).get(label))  # fmt: skip
     ax.axhline(0, color="black", lw=0.8, label="no difference from the control")
     blocks = [name.split("_")[0].removeprefix("block") for name in layers]
     ax.set_xticks(x, blocks)
     ax.set_xlabel("residual stage (Xception block), shallow to deep")
     ax.set_ylabel(ylabel)
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=2, fontsize=8, frameon=False)
-    return fig
 
 
 def curves_plot(
