@@ -520,8 +520,14 @@ def test_the_lr_budget_verdict_names_only_the_effects_whose_interval_excludes_0(
     assert not budget_fast.excludes_zero  # 76% against 76.0% ± 6.0%
     verdict = lr_budget_verdict(results)
     assert verdict.startswith("the article loss is measurably moved by ")
-    assert "at most 150 instead of 25 epochs, learning rate 1e-5 (+19.9 points" in verdict
-    assert "learning rate 3e-4 (" not in verdict
+    assert "at most 150 instead of 25 epochs, learning rate 1e-5: +19.9 points (95%" in verdict
+    rest = [(what, d) for what, d in effects.items() if not d.excludes_zero]
+    assert verdict.endswith(
+        f"; the other {('two', 'three')[len(rest) - 2]} effects' intervals include 0 ("
+        + "; ".join(f"{what}: {100 * d.point:+.1f} points" for what, d in rest)
+        + ")"
+    )
+    assert verdict.index("learning rate 3e-4: ") > verdict.index("include 0")  # among the rest
 
 
 def test_a_verdict_without_a_clear_effect_still_says_how_the_estimates_lean(tmp_path):
@@ -607,3 +613,36 @@ def test_an_arm_is_described_by_its_runs_and_the_head_by_what_it_did():
     assert "no contradiction" in takeover_reading({0: [0.9, 0.1], 1: [0.2]})
     assert "cannot come from this recipe" in takeover_reading({0: [0.9], 1: [0.6]})
     assert "depends on the seed" in takeover_reading({0: [0.9], 1: [0.1]})
+
+
+def test_the_introductions_answer_names_the_factor_and_its_clear_effect(tmp_path):
+    from helpers.gap import lr_budget_answer, lr_budget_effects, lr_budget_verdict
+
+    def square(name, lr_short, budget_fast):
+        cells = {None: BASE, QUOTED["lr5"]: LR5, NEW_ARMS[0]: lr_short, NEW_ARMS[1]: budget_fast}
+        for label, accuracies in cells.items():
+            arm = arm_named(label) if label else None
+            for seed, acc in enumerate(accuracies):
+                key = arm.key(seed) if arm else f"article/seed{seed}"
+                _store(tmp_path / name, key, "article", seed, acc,
+                       dict(arm.overrides) if arm else None)  # fmt: skip
+        results = gather_arms("laptop", tmp_path / name)
+        return results, [(w, d) for w, d in lr_budget_effects(results) if d.excludes_zero]
+
+    partial, _ = square("partial", (0.70, 0.71, 0.72), (0.80,))
+    assert lr_budget_answer(partial) == lr_budget_verdict(partial)  # a cell still lacks seeds
+    one, clear = square("one", (0.60, 0.97, 0.85), (0.74, 0.78, 0.76))
+    assert [w for w, _ in clear] == ["learning rate 1e-5 instead of 3e-4, at most 150 epochs"]
+    d = clear[0][1]
+    assert lr_budget_answer(one) == (
+        f"the learning rate, not the epoch budget: {clear[0][0]}, {100 * d.point:+.1f} points "
+        f"(95% interval {100 * d.low:+.1f} to {100 * d.high:+.1f}), the only one of the four "
+        "effects whose interval excludes 0"
+    )
+    both, clear = square("both", (0.70, 0.71, 0.72), (0.74, 0.78, 0.76))
+    assert len(clear) == 2 and lr_budget_answer(both).startswith(
+        "the learning rate and the epoch budget: at most 150 instead of 25 epochs, learning "
+        "rate 1e-5, +19.9 points"
+    )  # the larger of the two clear effects (+14.9 for the learning rate)
+    none, _ = square("none", (0.75, 0.97), (0.62, 0.90))
+    assert lr_budget_answer(none).startswith("neither, measurably")

@@ -713,8 +713,39 @@ def lr_budget_verdict(
             f"(point estimates: the smaller learning rate {points('learning rate')}, the longer "
             f"budget {points('at most')}; every interval includes 0)"
         )
-    return "the article loss is measurably moved by " + "; ".join(
-        f"{what} ({format_effect(d)})" for what, d in effects if what in clear
+    moved = "; ".join(f"{what}: {format_effect(d)}" for what, d in effects if what in clear)
+    rest = [(what, d) for what, d in effects if what not in clear and d is not None]
+    if not rest:
+        return f"the article loss is measurably moved by {moved}"
+    others = "the other effect's interval includes" if len(rest) == 1 else (
+        f"the other {('two', 'three')[len(rest) - 2]} effects' intervals include")  # fmt: skip
+    leans = "; ".join(f"{what}: {100 * d.point:+.1f} points" for what, d in rest)
+    return f"the article loss is measurably moved by {moved}; {others} 0 ({leans})"
+
+
+def lr_budget_answer(
+    results: Sequence[ArmResult], profile: str = "laptop", method: str = "welch"
+) -> str:
+    """The square's answer as one short clause for the introduction (it follows "So far, "):
+    which factor measurably moves the article loss, with its largest clear effect; the full
+    account, every effect with its interval, is :func:`lr_budget_verdict`."""
+    if any(r.n < 2 for r in lr_budget_cells(results, profile).values()):
+        return lr_budget_verdict(results, profile, method)
+    effects = [(w, d) for w, d in lr_budget_effects(results, profile, method) if d is not None]
+    clear = [(w, d) for w, d in effects if d.excludes_zero]
+    if not clear:
+        return "neither, measurably: every effect in the square has an interval that includes 0"
+    factors = {"the learning rate": "learning rate", "the epoch budget": "at most"}
+    found = [
+        name for name, prefix in factors.items() if any(w.startswith(prefix) for w, _ in clear)
+    ]
+    other = next(iter(set(factors) - set(found)), None)
+    who = " and ".join(found) + (f", not {other}" if other else "")
+    what, d = max(clear, key=lambda x: abs(x[1].point))
+    only = ", the only one of the four effects whose interval excludes 0" if len(clear) == 1 else ""
+    return (
+        f"{who}: {what}, {100 * d.point:+.1f} points ({d.level:.0%} interval "
+        f"{100 * d.low:+.1f} to {100 * d.high:+.1f}){only}"
     )
 
 
