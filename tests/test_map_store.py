@@ -88,6 +88,11 @@ def test_a_stored_file_is_read_and_one_of_other_images_refused(fake_runs, tmp_pa
     assert again.accuracies == pytest.approx(stored.accuracies)
     with pytest.raises(ValueError, match="other test images"):
         agreement_maps(exp, fake_profile(cam_images=3), directory=tmp_path)
+    kinds = {"regular": "crossentropy", "article": "article"}
+    only, _ = agreement_maps(exp, profile, kinds, directory=tmp_path)  # the file holds forward too
+    assert {name.split()[0] for name in stored.maps} == {"regular", "article", "forward"}
+    assert list(only.maps) == [m for m in stored.maps if not m.startswith("forward")]
+    assert set(only.devices) == set(only.accuracies) == set(only.maps)
 
 
 def test_other_classes_are_stored_apart_and_other_losses_named_by_loss(fake_runs, tmp_path):

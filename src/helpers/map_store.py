@@ -15,6 +15,7 @@ of the map's maximum can become tied. Pass ``dtype="float32"`` to keep the maps 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,9 +199,11 @@ def agreement_maps(
     per kind take hours on a CPU; their maps take a few MB). Without a stored file (the
     ``smoke`` profile, or a profile nobody stored) the models of ``profile.seeds`` are trained
     or loaded, and their maps computed here, with the same code as the script. Returns the
-    maps and ``"stored"`` or ``"computed"``.
+    maps and ``"stored"`` or ``"computed"``. Only the models of ``kinds`` are returned: the
+    stored file may also hold other losses' maps (chapter 8's), which chapter 5 does not compare.
     """
     from helpers.experiment import cam_subset
+    from helpers.model_bootstrap import parse_model_name
 
     idx = cam_subset(exp.dataset.y_test, profile.cam_images)
     path = stored_maps_path(profile.name, directory, exp.dataset.class_names)
@@ -211,7 +214,13 @@ def agreement_maps(
                 f"{path} holds maps of other test images than this profile's "
                 f"{len(idx)}; recompute them with scripts/save_agreement_maps.py"
             )
-        return stored, "stored"
+        keep = [m for m in stored.maps if parse_model_name(m)[0] in kinds]
+        return dataclasses.replace(
+            stored,
+            maps={m: stored.maps[m] for m in keep},
+            devices={m: stored.devices[m] for m in keep},
+            accuracies={m: a for m, a in stored.accuracies.items() if m in keep},
+        ), "stored"
     return compute_agreement_maps(exp, profile, profile.seeds, kinds), "computed"
 
 
