@@ -83,7 +83,7 @@ def test_the_figure_has_a_panel_per_k_and_says_where_a_loss_is_missing(results):
     # far and close have the seeds at both K ("few" at neither): two series and the zero line each
     for ax, k in ((three, 3), (four, 4)):
         assert len(ax.containers) == 2
-        far = ax.containers[0].lines[0].get_ydata()
+        far = ax.containers[0][0].get_ydata()  # the line of means
         assert np.allclose(
             sorted(far), sorted(e.mean for e in results[("far", k)].per_layer.values())
         )

@@ -113,7 +113,7 @@ def test_panels_of_differences_share_colours_and_scale_and_keep_an_empty_panel()
     est = {la: SimpleNamespace(mean=-0.2, low=-0.3, high=-0.1) for la in layers}
     fig = plots.panels_of_differences(layers, {"A": {"x": est, "y": est}, "B": {"y": est}, "C": {}})
     a, b, c = fig.axes
-    assert a.containers[1].lines[0].get_color() == b.containers[0].lines[0].get_color()  # y
+    assert a.containers[1][0].get_color() == b.containers[0][0].get_color()  # y
     assert a.get_ylim() == c.get_ylim() and [t.get_text() for t in c.texts] == ["not stored yet"]
     assert a.get_xlabel() == "" and c.get_xlabel().startswith("residual stage")
     assert fig.get_dpi() * fig.get_figwidth() >= 900
