@@ -8,17 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_faithfulness import keras_model
 
 from helpers.faithfulness import Curve, LayerFaithfulness, faithfulness_table
 from helpers.faithfulness_store import (
+    SETTINGS,
     faithfulness_path,
     kind_verdicts,
     load_faithfulness,
+    measure,
     save_faithfulness,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-FRACTIONS = np.linspace(0, 1, 5)
+FRACTIONS = np.linspace(0, 1, SETTINGS["steps"] + 1)  # the store holds the book's settings
 
 
 def layer(map_drop: np.ndarray, n: int = 30, seed: int = 0) -> LayerFaithfulness:
@@ -54,6 +57,27 @@ def test_curves_round_trip_with_devices_and_images(tmp_path):
     assert faithfulness_path("laptop", tmp_path) == tmp_path / "faithfulness" / "laptop.npz"
     with pytest.raises(ValueError, match="device for every model"):
         save_faithfulness(tmp_path / "g.npz", results, {"regular s0": "cpu"}, np.arange(30))
+
+
+def test_curves_of_other_steps_than_the_settings_are_refused_and_nothing_is_written(tmp_path):
+    few = layer(np.full(30, 0.8))
+    few = LayerFaithfulness(*(Curve(c.fractions[::4], c.scores[:, ::4], c.score)
+                              for c in (few.deletion, few.insertion, few.random_deletion,
+                                        few.random_insertion)))  # fmt: skip
+    results = {"regular s0": {"block2_add": layer(np.full(30, 0.8)), "block9_add": few}}
+    with pytest.raises(ValueError, match=r"regular s0 at block9_add \(5\).*no steps"):
+        save_faithfulness(tmp_path / "f.npz", results, {"regular s0": "cpu"}, np.arange(30))
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_measure_uses_the_settings_unless_told_fewer_steps():
+    model = keras_model()
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, 32, 32, 3)).astype(np.float32)
+    book = measure(model, x, ["deep"])["deep"]
+    few = measure(model, x, ["deep"], steps=2)["deep"]
+    assert book.deletion.fractions.shape == (SETTINGS["steps"] + 1,)
+    assert few.deletion.fractions.shape == few.random_insertion.fractions.shape == (3,)
+    assert few.deletion.score == SETTINGS["score"]  # the other settings stay the book's
 
 
 def test_a_kind_beats_random_only_when_its_models_agree_on_it():

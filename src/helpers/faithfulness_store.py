@@ -55,15 +55,21 @@ def faithfulness_path(profile: str, directory: str | Path | None = None) -> Path
 
 
 def measure(
-    model: Any, x: npt.ArrayLike, layers: Sequence[str], seed: int = 0
+    model: Any, x: npt.ArrayLike, layers: Sequence[str], seed: int = 0, steps: int | None = None
 ) -> dict[str, LayerFaithfulness]:
-    """:func:`helpers.faithfulness.faithfulness_by_layer` with the book's :data:`SETTINGS`."""
+    """:func:`helpers.faithfulness.faithfulness_by_layer` with the book's :data:`SETTINGS`.
+
+    ``steps`` overrides ``SETTINGS["steps"]`` (the ``smoke`` profile takes fewer: every step
+    is a forward pass over every image, for each map and random order). Only results at the
+    book's settings may be stored: :func:`save_faithfulness` records ``SETTINGS``.
+    """
     from helpers.faithfulness import faithfulness_by_layer
 
     images = np.asarray(x, dtype=np.float32)
     s = SETTINGS
+    steps = s["steps"] if steps is None else steps
     return faithfulness_by_layer(
-        model, images, layers, steps=s["steps"], seed=seed, baseline=s["baseline"],
+        model, images, layers, steps=steps, seed=seed, baseline=s["baseline"],
         start=s["start"], score=s["score"], n_random=s["n_random"],
         blur_sigma=s["blur_fraction"] * images.shape[1],
     )  # fmt: skip
@@ -81,6 +87,18 @@ def save_faithfulness(
     if not models or set(devices) != set(models):
         raise ValueError(f"need results and a device for every model, got {sorted(devices)}")
     layers = list(results[models[0]])
+    want = SETTINGS["steps"] + 1
+    fewer = sorted(
+        f"{m} at {layer} ({len(r.deletion.fractions)})"
+        for m, per in results.items()
+        for layer, r in per.items()
+        if len(r.deletion.fractions) != want
+    )
+    if fewer:  # e.g. the smoke profile's few steps: the store says SETTINGS, so it must hold
+        raise ValueError(
+            f"the store records the book's settings ({want} points a curve), but these curves "
+            f"have another count: {', '.join(fewer)}; measure them with measure(...) and no steps"
+        )
     arrays: dict[str, Any] = {
         "format": np.array(FORMAT),
         "models": np.array(models),
