@@ -43,10 +43,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("gap", "e94af47e"): _NO_299,
     ("gap", "32fd8ffd"): _NO_299,
     ("gap", "143aad2a"): _NO_299,
-    ("four_classes", "7213208a"): (
-        "the Motorbikes grid needs the four-class regular and article models, which are not "
-        "on this machine"
-    ),
 }
 
 

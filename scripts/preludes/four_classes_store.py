@@ -6,3 +6,8 @@ from helpers.manifest import start_run
 run = start_run("four_classes")
 FOUR = ("airplanes", "watch", "Leopards", "Motorbikes")  # as the chapter's data cell names them
 PAIR = ("airplanes", "Leopards")
+# What the comparison across K (9c04d6ab, c4a1d7e2) also needs from earlier cells:
+# `run_book.py 08_four_classes --only 9c04d6ab c4a1d7e2 --prelude scripts/preludes/four_classes_store.py`
+from helpers.results import glue  # noqa: E402, F401
+
+PROFILE = "laptop"  # the stored runs and maps the chapter reads
