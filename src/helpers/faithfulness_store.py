@@ -88,16 +88,16 @@ def save_faithfulness(
         raise ValueError(f"need results and a device for every model, got {sorted(devices)}")
     layers = list(results[models[0]])
     want = SETTINGS["steps"] + 1
-    fewer = sorted(
+    other = sorted(
         f"{m} at {layer} ({len(r.deletion.fractions)})"
         for m, per in results.items()
         for layer, r in per.items()
         if len(r.deletion.fractions) != want
     )
-    if fewer:  # e.g. the smoke profile's few steps: the store says SETTINGS, so it must hold
+    if other:  # e.g. the smoke profile's few steps: the store says SETTINGS, so it must hold
         raise ValueError(
             f"the store records the book's settings ({want} points a curve), but these curves "
-            f"have another count: {', '.join(fewer)}; measure them with measure(...) and no steps"
+            f"have another count: {', '.join(other)}; measure them with measure(...) and no steps"
         )
     arrays: dict[str, Any] = {
         "format": np.array(FORMAT),
