@@ -60,11 +60,11 @@ def test_curves_round_trip_with_devices_and_images(tmp_path):
 
 
 def test_curves_of_other_steps_than_the_settings_are_refused_and_nothing_is_written(tmp_path):
-    few = layer(np.full(30, 0.8))
+    full = layer(np.full(30, 0.8))
     few = LayerFaithfulness(*(Curve(c.fractions[::4], c.scores[:, ::4], c.score)
-                              for c in (few.deletion, few.insertion, few.random_deletion,
-                                        few.random_insertion)))  # fmt: skip
-    results = {"regular s0": {"block2_add": layer(np.full(30, 0.8)), "block9_add": few}}
+                              for c in (full.deletion, full.insertion, full.random_deletion,
+                                        full.random_insertion)))  # fmt: skip
+    results = {"regular s0": {"block2_add": full, "block9_add": few}}
     with pytest.raises(ValueError, match=r"regular s0 at block9_add \(5\).*no steps"):
         save_faithfulness(tmp_path / "f.npz", results, {"regular s0": "cpu"}, np.arange(30))
     assert not (tmp_path / "f.npz").exists()

@@ -2,12 +2,11 @@
 # (see the appendix "Reproducing every number"): the run object the chapter's first cell makes,
 # without printing a second manifest, for cells that read only the results store.
 from helpers.manifest import start_run
+from helpers.results import glue  # noqa: F401  (the across-K cells glue their sentence)
 
 run = start_run("four_classes")
 FOUR = ("airplanes", "watch", "Leopards", "Motorbikes")  # as the chapter's data cell names them
 PAIR = ("airplanes", "Leopards")
 # What the comparison across K (9c04d6ab, c4a1d7e2) also needs from earlier cells:
 # `run_book.py 08_four_classes --only 9c04d6ab c4a1d7e2 --prelude scripts/preludes/four_classes_store.py`
-from helpers.results import glue  # noqa: E402, F401
-
 PROFILE = "laptop"  # the stored runs and maps the chapter reads
