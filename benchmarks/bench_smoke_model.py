@@ -7,6 +7,10 @@ with nothing else busy, e.g. the two measurements behind smoke's single epoch::
 
     python benchmarks/bench_smoke_model.py --max-epochs 2 1 --repeats 2
     python benchmarks/bench_smoke_model.py --eager  # Keras' eager mode instead of a traced step
+    python benchmarks/bench_smoke_model.py --repeats 2 --grappler  # the graph optimizer kept on
+
+The child runs as CI's do, with ``BOOK_PROFILE=smoke``, so TensorFlow's graph optimizer is
+off (``helpers.skip_graph_optimizer``) unless ``--grappler`` keeps it on.
 
 The last printed line is ``max_epochs=<n>: <median> s`` per setting.
 """
@@ -45,10 +49,13 @@ print(time.perf_counter() - start)
 """
 
 
-def train_once(max_epochs: int, eager: bool) -> float:
+def train_once(max_epochs: int, eager: bool, grappler: bool = False) -> float:
     """Seconds to train one smoke model in a fresh process and artifacts folder."""
     with tempfile.TemporaryDirectory() as artifacts:
         env = {**os.environ, "BOOK_ARTIFACTS_DIR": artifacts, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env["BOOK_PROFILE"] = "smoke"
+        if grappler:  # without BOOK_PROFILE=smoke, importing helpers leaves the optimizer on
+            del env["BOOK_PROFILE"]
         mode = "eager" if eager else "traced"
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(max_epochs), mode],
@@ -65,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--eager", action="store_true", help="run the training steps eagerly")
+    parser.add_argument(
+        "--grappler", action="store_true", help="keep TensorFlow's graph optimizer on"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     medians = {}
     for epochs in args.max_epochs:
-        times = [train_once(epochs, args.eager) for _ in range(args.repeats)]
+        times = [train_once(epochs, args.eager, args.grappler) for _ in range(args.repeats)]
         print(f"max_epochs={epochs}: " + ", ".join(f"{t:.1f} s" for t in times), flush=True)
         medians[epochs] = statistics.median(times)
     print(f"(benchmark took {time.perf_counter() - start:.0f} s)")

@@ -43,4 +43,24 @@ def _import_backend_quietly() -> None:
         os.close(devnull)
 
 
+def skip_graph_optimizer(profile: str | None = None) -> bool:
+    """At the ``smoke`` profile, turn TensorFlow's graph optimizer (Grappler) off; say if it did.
+
+    A smoke model runs each of its traced graphs only a few times, and optimizing Xception's
+    training graph costs more than it saves: about 33 s against 43 s per smoke model on two
+    CPU cores (``benchmarks/bench_smoke_model.py --grappler``). CI trains a few dozen of them.
+    The numbers a smoke run prints are not the book's, so nothing stored depends on it;
+    ``laptop`` and ``paper`` runs keep the optimizer. ``profile``: the profile's name
+    (``None``: ``$BOOK_PROFILE``, which is how pytest and the chapters it runs get here).
+    No-op on other backends than TensorFlow.
+    """
+    if (profile or os.environ.get("BOOK_PROFILE")) != "smoke" or "tensorflow" not in sys.modules:
+        return False
+    import tensorflow
+
+    tensorflow.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    return True
+
+
 _import_backend_quietly()
+skip_graph_optimizer()

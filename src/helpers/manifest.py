@@ -150,6 +150,8 @@ def format_manifest(manifest: dict[str, Any]) -> str:
 def start_run(chapter: str, profile: str | None = None) -> Run:
     """Start a chapter: choose the profile, check for a GPU, print the run manifest.
 
+    At ``smoke`` it also turns TensorFlow's graph optimizer off (:func:`helpers.skip_graph_optimizer`).
+
     Parameters
     ----------
     chapter
@@ -157,7 +159,10 @@ def start_run(chapter: str, profile: str | None = None) -> Run:
     profile
         Profile name; ``None`` uses ``$BOOK_PROFILE`` or the default.
     """
+    from helpers import skip_graph_optimizer
+
     prof = get_profile(profile)
+    skip_graph_optimizer(prof.name)  # smoke only: its few steps do not repay the optimizer
     manifest = run_manifest(prof)
     print(format_manifest(manifest))
     if in_colab() and not manifest["device"].startswith("GPU"):
