@@ -47,8 +47,9 @@ def skip_graph_optimizer(profile: str | None = None) -> bool:
     """At the ``smoke`` profile, turn TensorFlow's graph optimizer (Grappler) off; say if it did.
 
     A smoke model runs each of its traced graphs only a few times, and optimizing Xception's
-    training graph costs more than it saves: about 33 s against 43 s per smoke model on two
-    CPU cores (``benchmarks/bench_smoke_model.py --grappler``). CI trains a few dozen of them.
+    training graph costs more than it saves: 29 s against 34 s per smoke model on two AVX2
+    cores (median of two: ``benchmarks/bench_smoke_model.py --repeats 2``, then the same with
+    ``--grappler``). CI trains a few dozen of them.
     The numbers a smoke run prints are not the book's, so nothing stored depends on it;
     ``laptop`` and ``paper`` runs keep the optimizer. ``profile``: the profile's name
     (``None``: ``$BOOK_PROFILE``, which is how pytest and the chapters it runs get here).
