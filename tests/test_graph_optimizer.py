@@ -25,6 +25,14 @@ def test_other_profiles_leave_it_alone(profile):
     assert helpers.skip_graph_optimizer(profile) is False
 
 
+def test_a_run_without_tensorflow_is_left_alone(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as the JAX-only tests block it
+    assert helpers.skip_graph_optimizer("smoke") is False
+    monkeypatch.undo()
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert helpers.skip_graph_optimizer("smoke") is False
+
+
 def test_a_laptop_chapter_keeps_the_optimizer_and_a_smoke_one_turns_it_off():
     code = (
         "import tensorflow as tf\n"
