@@ -150,7 +150,8 @@ def format_manifest(manifest: dict[str, Any]) -> str:
 def start_run(chapter: str, profile: str | None = None) -> Run:
     """Start a chapter: choose the profile, check for a GPU, print the run manifest.
 
-    At ``smoke`` it also turns TensorFlow's graph optimizer off (:func:`helpers.skip_graph_optimizer`).
+    At ``smoke`` it also turns TensorFlow's graph optimizer off
+    (:func:`helpers.skip_graph_optimizer`).
 
     Parameters
     ----------
