@@ -29,6 +29,19 @@ def test_each_profile_compares_its_own_size_with_a_larger_one():
     assert small < large
 
 
+def test_the_smoke_sizes_differ_in_the_middle_map_as_96_and_299_px_do():
+    from helpers.gradcam import MIDDLE
+    from helpers.xception import build_xception
+
+    def middle_cells(size):
+        model = build_xception((size, size, 3), 3, seed=0)
+        return tuple(model.get_layer(MIDDLE).output.shape[1:3])
+
+    small, large = res.resolution_profiles(PROFILES["smoke"])
+    assert middle_cells(small) < middle_cells(large)  # what the smoke run of the chapter shows
+    assert middle_cells(large - 1) == middle_cells(small)  # and no smaller size would do
+
+
 def test_a_profile_without_sizes_is_refused_with_the_place_to_add_them():
     mine = dataclasses.replace(PROFILES["laptop"], name="desktop")
     with pytest.raises(ValueError, match="RESOLUTIONS"):
