@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.across_k import LossAtK, across_k_sentence, compare_across_k, format_across_k
+from helpers.across_k import (
+    LossAtK,
+    across_k_sentence,
+    compare_across_k,
+    format_across_k,
+    readings_that_change,
+)
 
 LAYERS = [f"block{i}_add" for i in range(2, 8)]
 
@@ -49,6 +55,14 @@ def test_a_loss_like_the_regular_one_stays_and_a_change_with_k_is_said(results):
                                "and four classes (below the control at 6 and 6 of 6 stages)")  # fmt: skip
     assert "close leaves them where a second regular model puts them at three classes" in sentence
     assert "but moves the maps away from a regular model's at four classes (6 of 6)" in sentence
+
+
+def test_only_a_reading_that_changes_with_k_is_named(results):
+    assert readings_that_change(results, ["far", "close", "few"]) == (
+        "close leaves them in place at three classes but moves the maps at four")  # fmt: skip
+    assert readings_that_change(results, ["far", "few"]) == ""  # same at both K, or unmeasured
+    one_k = {("close", 4): results[("close", 4)], ("close", 3): None}
+    assert readings_that_change(one_k, ["close"]) == ""  # measured at one K: nothing to compare
 
 
 def test_too_few_seeds_is_not_compared_but_reported(results):

@@ -154,6 +154,13 @@ _PHRASES = {
     "mixed": "moves them at some stages only",
 }
 
+_SHORT = {
+    "moves": "moves the maps",
+    "stays": "leaves them in place",
+    "agrees more": "keeps them closer",
+    "mixed": "moves them at some stages",
+}
+
 
 def _k_list(ks: Sequence[int]) -> str:
     words = [K_WORDS.get(k, str(k)) for k in ks]
@@ -197,3 +204,28 @@ def across_k_sentence(
             clause += f" ({'; '.join(notes)})"
         clauses.append(clause)
     return "; ".join(clauses) + "."
+
+
+def readings_that_change(
+    results: Mapping[tuple[str, int], LossAtK | None], losses: Sequence[str]
+) -> str:
+    """The losses whose reading differs between two numbers of classes, as one clause.
+
+    Only losses measured at two or more K count. E.g. ``"scl_exp leaves them in place at three
+    classes but moves the maps at four"`` (short words for the intro), clauses joined by
+    ``"; "``; ``""`` when every loss measured at several K reads the same at each, so that a
+    sentence built on it can say so instead of a typed claim.
+    """
+    clauses = []
+    for loss in losses:
+        measured = {k: r for (name, k), r in sorted(results.items()) if name == loss and r}
+        if len(measured) < 2 or len({r.reading for r in measured.values()}) == 1:
+            continue
+        clauses.append(
+            f"{loss} "
+            + " but ".join(
+                f"{_SHORT[r.reading]} at {_k_list([k])}" + (" classes" if i == 0 else "")
+                for i, (k, r) in enumerate(measured.items())
+            )
+        )
+    return "; ".join(clauses)
