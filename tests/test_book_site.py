@@ -396,6 +396,7 @@ def test_checker_catches_a_big_notebook(tmp_path: Path) -> None:
 
 RESULT_ROLE = re.compile(r"\{result\}`([^`]+)`")
 GLUE_TEXT = re.compile(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`")
+DOC_LINK = re.compile(r"\{doc\}`[^`]*`")  # a chapter's file name is not a number in the text
 # What the intro's answer must quote from the store (issue 17): the accuracies of the regular
 # model, the article loss and the loss chosen on validation data, and the agreement count.
 INTRO_ANSWER_PATHS = {
@@ -634,7 +635,7 @@ def test_chapter_ends_with_what_we_learned_and_exercises(chapter: str) -> None:
     # A number in the summary is quoted (glue or the results store), never typed; chapter
     # numbers and the count of layers (13, fixed by the architecture) are not results.
     prose = GLUE_TEXT.sub("", RESULT_ROLE.sub("", learned))
-    prose = re.sub(r"chapter \d|the 13 layers|\{doc\}`[^`]*`", "", prose)  # links: file names
+    prose = re.sub(r"chapter \d|the 13 layers", "", DOC_LINK.sub("", prose))
     assert not re.findall(r"\d", prose), f"{chapter}: numbers typed by hand in 'What we learned'"
 
 
@@ -804,8 +805,7 @@ def test_the_intros_short_answer_is_short() -> None:
     shown = {q: results_role.render(q, BOOK / "results")[0] for q in RESULT_ROLE.findall(answer)}
     numbers = [q for q, text in shown.items() if re.search(r"\d", text)]
     plain = RESULT_ROLE.sub(lambda m: shown[m.group(1)], answer)
-    links = re.compile(r"\{doc\}`[^`]*`")  # a chapter's file name is not a number in the text
-    typed = re.findall(r"\d+(?:\.\d+)?%?", RESULT_ROLE.sub("N", links.sub("", answer)))
+    typed = re.findall(r"\d+(?:\.\d+)?%?", RESULT_ROLE.sub("N", DOC_LINK.sub("", answer)))
     assert len(plain.split()) <= 125, f"{len(plain.split())} words; the issue asks for about 120"
     assert len(numbers) + len(typed) <= 4, f"numbers: {numbers + typed}"
     assert "How sure are we?" in text

@@ -10,8 +10,8 @@ from helpers.results import (
 run = start_run("four_classes")
 FOUR = ("airplanes", "watch", "Leopards", "Motorbikes")  # as the chapter's data cell names them
 PAIR = ("airplanes", "Leopards")
-# What the comparison across K (9c04d6ab, c4a1d7e2) also needs from earlier cells, `chosen`
-# as cell 9af7bfe2 picks and records it:
-# `run_book.py 08_four_classes --only 9c04d6ab c4a1d7e2 --prelude scripts/preludes/four_classes_store.py`
+# The comparison across K and the record cell re-run with the accuracy cells, as the appendix
+# says: `--only 816534f4 9af7bfe2 9c04d6ab c4a1d7e2 9e3b3f3c`. Alone, the across-K cells also
+# need `chosen`, which cell 9af7bfe2 picks and records.
 PROFILE = "laptop"  # the stored runs and maps the chapter reads
 chosen = value("four_classes", "chosen_loss", PROFILE)
