@@ -10,6 +10,7 @@ from helpers.across_k import (
     across_k_sentence,
     compare_across_k,
     format_across_k,
+    mean_accuracy_by_kind,
     readings_that_change,
 )
 
@@ -108,3 +109,13 @@ def test_the_figure_has_a_panel_per_k_and_says_where_a_loss_is_missing(results):
     assert [t.get_text() for t in empty.texts] == ["not stored yet"]
     with pytest.raises(ValueError, match="nothing to draw"):
         across_k_figure({("far", 3): None}, ["far"])
+
+
+def test_the_accuracy_of_the_compared_models_is_averaged_per_kind():
+    stored = {"regular s0": 0.9, "regular s1": 1.0, "article s0": 0.5, "scl exp s2": 0.25}
+    assert mean_accuracy_by_kind(stored) == pytest.approx(
+        {"article": 0.5, "regular": 0.95, "scl exp": 0.25}
+    )
+    assert mean_accuracy_by_kind({}) == {}
+    with pytest.raises(ValueError, match="is not '<kind> s<seed>'"):
+        mean_accuracy_by_kind({"regular": 0.9})

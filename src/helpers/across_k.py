@@ -35,6 +35,7 @@ from helpers.model_bootstrap import (
     by_band,
     compare_to_control,
     layers_off_zero,
+    parse_model_name,
     seeds_of,
 )
 from helpers.plots import panels_of_differences
@@ -229,3 +230,15 @@ def readings_that_change(
             )
         )
     return "; ".join(clauses)
+
+
+def mean_accuracy_by_kind(accuracies: Mapping[str, float]) -> dict[str, float]:
+    """``{kind: mean true test accuracy}`` of stored models named ``"<kind> s<seed>"``.
+
+    A reading that changes with K may follow a weaker model rather than the number of classes,
+    so a chapter prints how well the very models whose maps it compares classify.
+    """
+    by_kind: dict[str, list[float]] = {}
+    for name, accuracy in accuracies.items():
+        by_kind.setdefault(parse_model_name(name)[0], []).append(float(accuracy))
+    return {kind: sum(values) / len(values) for kind, values in sorted(by_kind.items())}
