@@ -4,12 +4,16 @@
     python scripts/save_agreement_maps.py --profile laptop --losses scl_exp
     python scripts/save_agreement_maps.py --profile laptop \
         --classes airplanes watch Leopards Motorbikes --losses crossentropy article forward scl_exp
+    python scripts/save_agreement_maps.py --profile laptop --set image_size=299 \
+        --losses crossentropy article
 
 For each loss (by default chapter 5's three: cross-entropy, stored as ``regular``, article
 and forward) and each seed whose run is complete under ``artifacts/``, computes the
 true-class maps at all 13 residual stages on the chapter's test images and the model's true
 test accuracy, and writes them to ``book/results/maps/<profile>.npz``, or, for other classes
-than the book's three, ``<profile>-<classes>.npz`` (``helpers.map_store``). Models already in that file and
+than the book's three, ``<profile>-<classes>.npz``, and for runs trained with overridden profile fields (``--set
+image_size=299``, as in ``scripts/runs/gap-ablation.txt``) ``<profile>-<overrides>.npz``
+(``helpers.map_store``). Models already in that file and
 not on this machine are kept, so seeds trained on different machines pool in one file; each
 keeps the device it was trained on. A model on this machine replaces its stored namesake only
 with ``--replace``: two runs of one seed on two machines are different models, and the stored
@@ -31,11 +35,12 @@ from helpers.map_store import (
     AGREEMENT_KINDS,
     compute_agreement_maps,
     load_maps,
+    maps_tag,
     save_maps,
     stored_maps_path,
 )
 from helpers.model_bootstrap import parse_model_name
-from helpers.profiles import get_profile
+from helpers.profiles import get_profile, override_profile, parse_overrides
 
 
 def same_maps(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
@@ -60,15 +65,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
     parser.add_argument(
-        "--out", type=Path, help="default: book/results/maps/<profile>[-<classes>].npz"
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="profile fields the runs were trained with, as in a run queue (image_size=299)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default: book/results/maps/<profile>[-<overrides>][-<classes>].npz",
     )
     parser.add_argument("--replace", action="store_true", help="replace stored namesakes")
     parser.add_argument("--device", default=None, help="default: this machine's description")
     args = parser.parse_args(argv)
 
-    profile = get_profile(args.profile)
+    try:
+        profile = override_profile(get_profile(args.profile), parse_overrides(args.set))
+    except ValueError as error:  # an unknown field or a malformed FIELD=VALUE
+        parser.error(str(error))
     kinds = {("regular" if loss == REFERENCE else loss): loss for loss in args.losses}
-    out = args.out or stored_maps_path(profile.name, classes=args.classes)
+    tag = maps_tag(profile)
+    out = args.out or stored_maps_path(profile.name, classes=args.classes, overrides=tag)
     exp = prepare_experiment(profile, classes=tuple(args.classes))
     new = compute_agreement_maps(exp, profile, args.seeds, kinds, train=False)
     device = args.device or device_name()
@@ -98,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         devices,
         labels=new.labels,
         accuracies=accuracies,
-        note=f"profile {profile.name}; Grad-CAM of the true class at every residual stage",
+        note=f"profile {profile.name}{f' ({tag})' if tag else ''}; "
+        "Grad-CAM of the true class at every residual stage",
     )
     for m in order:
         print(f"{m:<12} {accuracies[m]:6.1%}  {devices[m]}")

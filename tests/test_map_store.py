@@ -16,6 +16,7 @@ from helpers.map_store import (
     agreement_maps,
     compute_agreement_maps,
     load_maps,
+    maps_tag,
     save_maps,
     stored_maps_path,
 )
@@ -144,3 +145,39 @@ def test_the_script_recognises_a_stored_model_as_the_same_one():
     rounded = {"l": maps["l"].astype(np.float16).astype(np.float32)}
     assert script.same_maps(maps, rounded)  # float16 storage is still the same model
     assert not script.same_maps(maps, {"l": rng.random((4, 3, 3)).astype(np.float32)})
+
+
+def test_runs_with_overridden_settings_keep_their_maps_apart(fake_runs, tmp_path):
+    from helpers.profiles import get_profile, override_profile
+
+    laptop = get_profile("laptop")
+    at_299 = override_profile(laptop, {"image_size": "299"})
+    assert maps_tag(laptop) == "" and maps_tag(at_299) == "image_size299"
+    assert maps_tag(override_profile(laptop, {"image_size": "96"})) == ""  # the profile's own
+    assert maps_tag(override_profile(laptop, {"cam_images": "8"})) == ""  # same models
+    path = stored_maps_path("laptop", tmp_path, overrides=maps_tag(at_299))
+    assert path.name == "laptop-image_size299.npz"
+    four = ("airplanes", "watch", "Leopards", "Motorbikes")
+    assert stored_maps_path("laptop", tmp_path, four, overrides="image_size299").name == (
+        "laptop-image_size299-airplanes-watch-leopards-motorbikes.npz"
+    )
+    stored = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1))
+    path.parent.mkdir()
+    save_maps(path, stored.maps, stored.image_indices, stored.devices, accuracies=stored.accuracies)
+    profile = SimpleNamespace(**vars(fake_profile()), extra=at_299.extra)
+    profile.name = "laptop"
+    again, source = agreement_maps(fake_experiment(), profile, directory=tmp_path)
+    assert source == "stored" and list(again.maps) == list(stored.maps)
+    plain = SimpleNamespace(**vars(fake_profile()), extra={})
+    plain.name = "laptop"
+    _, source = agreement_maps(fake_experiment(), plain, directory=tmp_path)
+    assert source == "computed"  # the 96-px profile never reads the 299-px file
+
+
+def test_the_script_refuses_an_unknown_profile_field():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "save_agreement_maps.py"), "--set", "colour=1"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "Cannot override profile field(s) 'colour'" in out.stderr

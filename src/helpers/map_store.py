@@ -171,19 +171,33 @@ AGREEMENT_KINDS = {"regular": "crossentropy", "article": "article", "forward": "
 
 
 def stored_maps_path(
-    profile: str, directory: str | Path | None = None, classes: Sequence[str] | None = None
+    profile: str,
+    directory: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    *,
+    overrides: str = "",
 ) -> Path:
     """Where the agreement maps of ``profile`` are stored: ``<results>/maps/<profile>.npz``.
 
-    Maps of other classes than the book's three (chapter 8's four) get the classes in the
-    name, e.g. ``laptop-airplanes-watch-leopards-motorbikes.npz``, as their runs do.
+    Models trained with overridden settings (``overrides``, a tag from
+    :func:`maps_tag`, e.g. ``image_size299``) and maps of other classes than the book's
+    three (chapter 8's four) get those in the name, as their runs do:
+    ``laptop-image_size299.npz``, ``laptop-airplanes-watch-leopards-motorbikes.npz``.
     """
     from helpers.experiment import classes_tag
     from helpers.results import results_dir
 
-    tag = classes_tag(classes) if classes is not None else ""
-    name = f"{profile}-{tag}.npz" if tag else f"{profile}.npz"
+    parts = [profile, overrides, classes_tag(classes) if classes is not None else ""]
+    name = "-".join(filter(None, parts)) + ".npz"
     return (Path(directory) if directory is not None else results_dir()) / "maps" / name
+
+
+def maps_tag(profile: Any) -> str:
+    """The tag of ``profile``'s overrides that change its models (as in their run names)."""
+    from helpers.profiles import override_tag
+    from helpers.training import TRAINING_FIELDS
+
+    return override_tag(profile, TRAINING_FIELDS) if getattr(profile, "extra", None) else ""
 
 
 def agreement_maps(
@@ -206,7 +220,9 @@ def agreement_maps(
     from helpers.model_bootstrap import parse_model_name
 
     idx = cam_subset(exp.dataset.y_test, profile.cam_images)
-    path = stored_maps_path(profile.name, directory, exp.dataset.class_names)
+    path = stored_maps_path(
+        profile.name, directory, exp.dataset.class_names, overrides=maps_tag(profile)
+    )
     if path.exists():
         stored = load_maps(path)
         if not np.array_equal(stored.image_indices, idx):
