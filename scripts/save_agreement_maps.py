@@ -9,15 +9,15 @@
 
 For each loss (by default chapter 5's three: cross-entropy, stored as ``regular``, article
 and forward) and each seed whose run is complete under ``artifacts/``, computes the
-true-class maps at all 13 residual stages on the chapter's test images and the model's true
-test accuracy, and writes them to ``book/results/maps/<profile>.npz``, or, for other classes
-than the book's three, ``<profile>-<classes>.npz``, and for runs trained with overridden profile fields (``--set
-image_size=299``, as in ``scripts/runs/gap-ablation.txt``) ``<profile>-<overrides>.npz``
-(``helpers.map_store``). Models already in that file and
-not on this machine are kept, so seeds trained on different machines pool in one file; each
-keeps the device it was trained on. A model on this machine replaces its stored namesake only
-with ``--replace``: two runs of one seed on two machines are different models, and the stored
-one may be what the stored chapter shows.
+true-class maps at all 13 residual stages on the chapter's test images, the model's predicted
+class on each of them and its true test accuracy, and writes them to
+``book/results/maps/<profile>.npz`` (``helpers.map_store``). Maps of other classes than the
+book's three go to ``<profile>-<classes>.npz``, and those of runs trained with overridden
+profile fields (``--set image_size=299``, as in a run queue) to ``<profile>-<overrides>.npz``.
+Models already in that file and not on this machine are kept, so seeds trained on different
+machines pool in one file; each keeps the device it was trained on. A model on this machine
+replaces its stored namesake only with ``--replace``: two runs of one seed on two machines are
+different models, and the stored one may be what the stored chapter shows.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     new = compute_agreement_maps(exp, profile, args.seeds, kinds, train=False)
     device = args.device or device_name()
     maps, devices, accuracies = dict(new.maps), dict.fromkeys(new.maps, device), new.accuracies
+    predictions = dict(new.predictions)
     if out.exists():
         old = load_maps(out)
         if (old.image_indices != new.image_indices).any():
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             if name not in maps:
                 maps[name], devices[name] = old.maps[name], old.devices[name]
                 accuracies[name] = old.accuracies[name]
+                if name in old.predictions:  # stored before predictions were kept: none
+                    predictions[name] = old.predictions[name]
     order = sorted(maps, key=parse_model_name)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_maps(
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         devices,
         labels=new.labels,
         accuracies=accuracies,
+        predictions=predictions,
         note=f"profile {profile.name}{f' ({tag})' if tag else ''}; "
         "Grad-CAM of the true class at every residual stage",
     )

@@ -54,7 +54,13 @@ def fake_runs(monkeypatch):
 
     monkeypatch.setattr(experiment, "train_run", train_run)
     monkeypatch.setattr(experiment, "is_trained", lambda exp, loss, seed, profile: seed < 2)
-    monkeypatch.setattr(experiment, "score_run", lambda exp, m: {"true_accuracy": 0.5 + m[1] / 10})
+
+    def score_run(exp, model):  # predicts class (image + seed) % 3
+        n = len(exp.dataset.y_test)
+        probabilities = np.eye(3)[(np.arange(n) + model[1]) % 3]
+        return {"true_accuracy": 0.5 + model[1] / 10, "probabilities": probabilities}
+
+    monkeypatch.setattr(experiment, "score_run", score_run)
     monkeypatch.setattr(comparisons, "true_class_maps", true_class_maps)
     monkeypatch.setattr(gradcam, "residual_stages", lambda model: LAYERS)
     return trained
@@ -68,6 +74,29 @@ def test_computed_maps_name_each_model_by_kind_and_seed(fake_runs):
     assert stored.maps["article s1"]["block2_add"][0, 0, 0] == 21
     assert stored.accuracies["forward s1"] == pytest.approx(0.6)
     assert list(stored.image_indices) == list(range(6))
+    assert list(stored.predictions["article s1"]) == [1, 2, 0, 1, 2, 0]
+
+
+def test_predictions_are_stored_on_the_maps_images_for_the_models_that_have_them(
+    fake_runs, tmp_path
+):
+    stored = compute_agreement_maps(fake_experiment(9), fake_profile(cam_images=4), (0, 1))
+    assert list(stored.image_indices) == [0, 1, 2, 3]  # of the 9 test images
+    assert {len(p) for p in stored.predictions.values()} == {4}
+    assert list(stored.predictions["forward s1"]) == [1, 2, 0, 1]
+    some = {m: stored.predictions[m] for m in ("regular s0", "article s1")}  # a pooled file
+    path = save_maps(tmp_path / "m", stored.maps, stored.image_indices, "cpu", predictions=some)
+    again = load_maps(path)
+    assert list(again.predictions) == ["regular s0", "article s1"]
+    assert list(again.predictions["article s1"]) == [1, 2, 0, 1]
+    without = save_maps(tmp_path / "n", stored.maps, stored.image_indices, "cpu")
+    assert load_maps(without).predictions == {}
+    with pytest.raises(ValueError, match="one class per image"):
+        save_maps(tmp_path / "o", stored.maps, stored.image_indices, "cpu",
+                  predictions={"regular s0": [0, 1]})  # fmt: skip
+    with pytest.raises(ValueError, match="without maps"):
+        save_maps(tmp_path / "o", stored.maps, stored.image_indices, "cpu",
+                  predictions={"regular s7": [0] * 4})  # fmt: skip
 
 
 def test_without_training_only_the_runs_on_disk_are_used(fake_runs):

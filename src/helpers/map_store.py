@@ -45,6 +45,10 @@ class StoredMaps:
         ``{model: true test accuracy}`` where saved (an empty dict otherwise).
     note
         Free text saved with the maps (e.g. the profile and the class explained).
+    predictions
+        ``{model: (N,) predicted classes}`` for the models saved with them (maps stored
+        before predictions were kept have none), so that a comparison can be restricted to
+        the images two models classify right, without their weights.
     """
 
     maps: dict[str, dict[str, npt.NDArray[np.float32]]]
@@ -53,6 +57,7 @@ class StoredMaps:
     labels: npt.NDArray[np.int64] | None
     note: str
     accuracies: dict[str, float] = field(default_factory=dict)
+    predictions: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
 def save_maps(
@@ -65,6 +70,7 @@ def save_maps(
     note: str = "",
     dtype: str = "float16",
     accuracies: Mapping[str, float] | None = None,
+    predictions: Mapping[str, npt.ArrayLike] | None = None,
 ) -> Path:
     """Write per-model maps to a compressed ``.npz`` (see the module docstring).
 
@@ -87,6 +93,9 @@ def save_maps(
     accuracies
         Optional ``{model: true test accuracy}`` for every model, so that a reader of the
         maps knows what each model could do without its weights.
+    predictions
+        Optional ``{model: (N,) predicted classes}`` on the same images, for any of the
+        models (a file may pool models stored with and without them).
 
     Returns
     -------
@@ -119,6 +128,16 @@ def save_maps(
         if set(accuracies) != set(models):
             raise ValueError(f"accuracies must name every model, got {sorted(accuracies)}")
         arrays["accuracies"] = np.array([float(accuracies[m]) for m in models])
+    if predictions:
+        unknown = sorted(set(predictions) - set(models))
+        if unknown:
+            raise ValueError(f"predictions of models without maps: {unknown}")
+        predicted = [m for m in models if m in predictions]
+        rows = [np.asarray(predictions[m], dtype=np.int64).ravel() for m in predicted]
+        if any(row.shape != idx.shape for row in rows):
+            raise ValueError(f"predictions must have one class per image ({len(idx)})")
+        arrays["predicted_models"] = np.array(predicted)
+        arrays["predictions"] = np.stack(rows)
     for i, model in enumerate(models):
         if list(maps[model]) != layers:
             raise ValueError(f"{model!r} has layers {list(maps[model])}, expected {layers}")
@@ -161,6 +180,14 @@ def load_maps(path: str | Path) -> StoredMaps:
             accuracies=(
                 dict(zip(models, map(float, f["accuracies"]), strict=True))
                 if "accuracies" in f
+                else {}
+            ),
+            predictions=(
+                {
+                    str(m): row.astype(np.int64)
+                    for m, row in zip(f["predicted_models"], f["predictions"], strict=True)
+                }
+                if "predictions" in f
                 else {}
             ),
         )
@@ -236,6 +263,7 @@ def agreement_maps(
             maps={m: stored.maps[m] for m in keep},
             devices={m: stored.devices[m] for m in keep},
             accuracies={m: a for m, a in stored.accuracies.items() if m in keep},
+            predictions={m: p for m, p in stored.predictions.items() if m in keep},
         ), "stored"
     return compute_agreement_maps(exp, profile, profile.seeds, kinds), "computed"
 
@@ -251,7 +279,8 @@ def compute_agreement_maps(
     """Maps of the true class at every residual stage, for each kind and seed (``"regular s0"``).
 
     With ``train=False`` only runs already on disk are used (the script's mode); otherwise a
-    missing run is trained. Accuracies are the models' true test accuracies.
+    missing run is trained. Accuracies are the models' true test accuracies; predictions
+    their predicted classes on the maps' images.
     """
     from helpers.comparisons import true_class_maps
     from helpers.data import preprocess
@@ -263,7 +292,7 @@ def compute_agreement_maps(
     idx = cam_subset(ds.y_test, profile.cam_images)
     x, y = preprocess(ds.x_test[idx]), ds.y_test[idx]
     maps: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
-    accuracies = {}
+    accuracies, predictions = {}, {}
     for kind, loss in kinds.items():
         for seed in seeds:
             if not train and not is_trained(exp, loss, seed, profile):
@@ -271,7 +300,10 @@ def compute_agreement_maps(
             model = train_run(exp, loss, seed, profile, verbose=False).model
             name = f"{kind} s{seed}"
             maps.update(true_class_maps({name: model}, x, y, residual_stages(model)))
-            accuracies[name] = float(score_run(exp, model)["true_accuracy"])
+            scores = score_run(exp, model)
+            accuracies[name] = float(scores["true_accuracy"])
+            predictions[name] = np.argmax(scores["probabilities"][idx], axis=1).astype(np.int64)
     if not maps:
         raise FileNotFoundError(f"no trained model of {sorted(kinds)} for seeds {list(seeds)}")
-    return StoredMaps(maps, idx, {m: device_name() for m in maps}, y, "", accuracies)
+    devices = {m: device_name() for m in maps}
+    return StoredMaps(maps, idx, devices, y, "", accuracies, predictions)
