@@ -148,7 +148,7 @@ def format_across_k(results: Mapping[tuple[str, int], LossAtK | None]) -> str:
     return "\n".join(lines)
 
 
-_PHRASES = {
+PHRASES = {
     "moves": "moves the maps away from a regular model's",
     "stays": "leaves them where a second regular model puts them",
     "agrees more": "keeps them closer to a regular model's than a second regular model does",
@@ -192,11 +192,11 @@ def across_k_sentence(
                 else f"{both} {_k_list(list(measured))}"
             )
             counts = " and ".join(f"{len(r.below)}" for r in measured.values())
-            clause = f"{loss} {_PHRASES[readings.pop()]} at {where} classes"
+            clause = f"{loss} {PHRASES[readings.pop()]} at {where} classes"
             notes.append(f"below the control at {counts} of {stages} stages")
         else:
             clause = f"{loss} " + ", but ".join(
-                f"{_PHRASES[r.reading]} at {_k_list([k])} classes ({len(r.below)} of {stages})"
+                f"{PHRASES[r.reading]} at {_k_list([k])} classes ({len(r.below)} of {stages})"
                 for k, r in measured.items()
             )
         if missing:
