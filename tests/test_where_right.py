@@ -74,3 +74,7 @@ def test_missing_predictions_and_too_few_images_are_said_not_compared():
                               min_images=N + 1, n_boot=50)  # fmt: skip
     assert few["weak"].result is None and few["weak"].n_images == N
     assert f"only {N} of {N} images" in where_right_sentence(few, 4)
+    two = {m: a for m, a in maps.items() if m != "weak s2"}
+    seeds = compare_where_right(two, labels, dict.fromkeys(two, labels), ["weak"], 4, n_boot=50)
+    assert seeds["weak"].result is None and seeds["weak"].too_few_seeds
+    assert "too few models of it or of the regular kind" in where_right_sentence(seeds, 4)

@@ -32,6 +32,7 @@ class WhereRight:
     of_images: int
     result: LossAtK | None  # None: predictions missing, too few images or too few seeds
     missing: tuple[str, ...] = ()  # models stored without predictions
+    too_few_seeds: bool = False
 
 
 def right_everywhere(
@@ -60,7 +61,8 @@ def compare_where_right(
 ) -> dict[str, WhereRight]:
     """Per loss, :func:`~helpers.across_k.compare_across_k` on the images that every regular
     model and every model of the loss classify right; ``result`` is ``None`` where a model has
-    no stored predictions, or fewer than ``min_images`` images remain."""
+    no stored predictions, fewer than ``min_images`` images remain, or either kind has fewer
+    than ``min_seeds`` models."""
     found = {}
     for loss in losses:
         models = [m for m in maps if parse_model_name(m)[0] in ("regular", loss)]
@@ -70,13 +72,14 @@ def compare_where_right(
             found[loss] = WhereRight(loss, 0, n_all, None, missing)
             continue
         keep = right_everywhere(labels, predictions, models)
-        result = None
+        result, too_few_seeds = None, False
         if keep.sum() >= min_images:
             kept = {m: {layer: np.asarray(a)[keep] for layer, a in maps[m].items()} for m in models}
             result = compare_across_k(
                 {k: kept}, [loss], min_seeds=min_seeds, n_boot=n_boot, seed=seed
             )[(loss, k)]
-        found[loss] = WhereRight(loss, int(keep.sum()), n_all, result)
+            too_few_seeds = result is None
+        found[loss] = WhereRight(loss, int(keep.sum()), n_all, result, (), too_few_seeds)
     return found
 
 
@@ -100,6 +103,10 @@ def where_right_sentence(found: Mapping[str, WhereRight], k: int) -> str:
         if w.missing:
             clauses.append(f"{loss} cannot be compared: {', '.join(w.missing)} "
                            "were stored without their predictions")  # fmt: skip
+        elif w.too_few_seeds:
+            clauses.append(
+                f"{loss} cannot be compared: too few models of it or of the regular kind"
+            )
         elif w.result is None:
             clauses.append(f"{loss} cannot be compared: only {w.n_images} of {w.of_images} "
                            "images are classified right by every model")  # fmt: skip
