@@ -63,11 +63,10 @@ def compare_where_right(
     model and every model of the loss classify right; ``result`` is ``None`` where a model has
     no stored predictions, fewer than ``min_images`` images remain, or either kind has fewer
     than ``min_seeds`` models."""
-    found = {}
+    found, n_all = {}, len(np.asarray(labels))
     for loss in losses:
         models = [m for m in maps if parse_model_name(m)[0] in ("regular", loss)]
         missing = tuple(m for m in models if m not in predictions)
-        n_all = len(np.asarray(labels))
         if missing:
             found[loss] = WhereRight(loss, 0, n_all, None, missing)
             continue
