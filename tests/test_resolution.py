@@ -144,3 +144,38 @@ def test_the_explorer_grid_puts_each_images_sizes_in_consecutive_rows():
     drawn = [ax.images[0].get_array().shape[0] for ax in pictures]
     assert drawn == [8, 16, 8, 16]  # each row keeps its own size's pixels
     assert len([t for ax in fig.axes for t in ax.texts]) == 2 * 4  # predictions, per model row
+
+
+def test_stored_maps_are_read_per_size_and_a_missing_size_is_none(tmp_path):
+    from helpers.map_store import save_maps
+
+    maps = {"regular s0": {"block2_add": np.ones((3, 2, 2), np.float32)}}
+    (tmp_path / "maps").mkdir()
+    save_maps(tmp_path / "maps" / "laptop-image_size299.npz", maps, [0, 1, 2], "a CPU")
+    found = res.stored_maps_by_size(PROFILES["laptop"], tmp_path)
+    assert list(found) == [96, 299] and found[96] is None  # laptop.npz was never stored here
+    assert list(found[299].maps) == ["regular s0"] and found[299].devices == {"regular s0": "a CPU"}
+    save_maps(tmp_path / "maps" / "laptop.npz", maps, [0, 1, 2], "another CPU")
+    assert res.stored_maps_by_size(PROFILES["laptop"], tmp_path)[96].devices == {
+        "regular s0": "another CPU"
+    }
+
+
+def test_the_size_sentence_gives_each_size_its_reading_or_what_is_missing():
+    from test_across_k import synthetic_maps
+
+    from helpers.across_k import compare_across_k, format_across_k
+
+    small = synthetic_maps({"regular": 3, "article": 3}, {"article"}, seed=3)
+    large = synthetic_maps({"regular": 1, "article": 2}, {"article"}, seed=4)
+    results = compare_across_k({96: small, 299: large}, ["article"], n_boot=200)
+    assert results[("article", 299)] is None  # one regular model: no control pair at all
+    seeds = {96: {"regular": 3, "article": 3}, 299: {"regular": 1, "article": 2}}
+    assert res.size_sentence(results, "article", seeds) == (
+        "The article loss, by input size: at 96 px it moves the maps away from a regular "
+        "model's (below the control at 6 of 6 stages; 3 + 3 seeds); at 299 px it is not "
+        "measured yet (1 regular and 2 article models stored; 3 of each are needed)."
+    )
+    table = format_across_k(results, key="px")
+    assert table.splitlines()[0].startswith("loss      px") and "299  " in table
+    assert "not stored yet" in table.splitlines()[2]

@@ -129,22 +129,25 @@ def across_k_figure(
     return panels_of_differences(layers, panels)
 
 
-def format_across_k(results: Mapping[tuple[str, int], LossAtK | None]) -> str:
+def format_across_k(results: Mapping[tuple[str, int], LossAtK | None], key: str = "K") -> str:
     """Text table: per loss and K, the difference to the control per band, stages off zero,
-    the reading and the seeds it rests on; a row says so where a loss is not stored yet."""
+    the reading and the seeds it rests on; a row says so where a loss is not stored yet.
+
+    ``key`` heads the second column: ``"px"`` where the results are keyed by input size."""
+    w = max(2, len(key), *(len(str(k)) for _, k in results))
     lines = [
-        f"{'loss':<9}{'K':>2}  {'shallow':>21}{'middle':>21}{'deep':>21}"
+        f"{'loss':<9}{key:>{w}}  {'shallow':>21}{'middle':>21}{'deep':>21}"
         f"  {'below/above':>11}  {'reading':<12}seeds"
     ]
     for (loss, k), r in sorted(results.items()):
         if r is None:
-            lines.append(f"{loss:<9}{k:>2}  {'not stored yet (fewer than the seeds needed)':>63}")
+            lines.append(f"{loss:<9}{k:>{w}}  {'not stored yet (fewer than the seeds needed)':>63}")
             continue
         cells = "".join(f"{e.mean:+.2f} [{e.low:+.2f}, {e.high:+.2f}]".rjust(21)
                         for e in r.bands.values())  # fmt: skip
         counts = f"{len(r.below)}/{len(r.above)} of {r.n_layers}"
         seeds = ", ".join(f"{n} {kind}" for kind, n in r.n_seeds.items())
-        lines.append(f"{loss:<9}{k:>2}  {cells}  {counts:>11}  {r.reading:<12}{seeds}")
+        lines.append(f"{loss:<9}{k:>{w}}  {cells}  {counts:>11}  {r.reading:<12}{seeds}")
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ The laptop profile trains on 96-px images; the original study used 299 px. Xcept
 its input 32 times before the deep layer, so the deep Grad-CAM map has 3x3 cells at 96 px
 and 10x10 at 299 px. This module picks the two sizes for a profile, gathers the models of
 both (loading the expensive ones, never starting them by accident), and builds the design
-of model pairs that exist at both sizes, so the two sizes are compared on the same pairs.
+of model pairs that exist at both sizes, so the two sizes are compared on the same pairs. For
+the verdict over models it reads the maps stored at each size (:func:`stored_maps_by_size`)
+and says what a loss does at each (:func:`size_sentence`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from helpers.across_k import PHRASES, LossAtK
 from helpers.experiment import Experiment, is_trained, prepare_experiment, train_run
+from helpers.map_store import StoredMaps, load_maps, maps_tag, stored_maps_path
 from helpers.profiles import Profile, override_profile
 
 ORIGINAL_SIZE = 299
@@ -117,3 +121,50 @@ def shared_design(
 def map_cells(maps: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
     """``{layer: (rows, columns)}`` of unsampled Grad-CAM maps ``{layer: (N, h, w)}``."""
     return {layer: (int(m.shape[1]), int(m.shape[2])) for layer, m in maps.items()}
+
+
+def stored_maps_by_size(
+    profile: Profile, directory: Any = None, classes: Sequence[str] | None = None
+) -> dict[int, StoredMaps | None]:
+    """``{size: stored maps}`` at both sizes of ``profile``; ``None`` where none are stored.
+
+    The maps are those of ``scripts/save_agreement_maps.py``: ``<profile>.npz`` at the
+    profile's own size, ``<profile>-image_size299.npz`` (the size's override tag) at the other.
+    Reading only, never training: a 299-px run takes about an hour on a CPU.
+    """
+    found: dict[int, StoredMaps | None] = {}
+    for size, sized in resolution_profiles(profile).items():
+        path = stored_maps_path(profile.name, directory, classes, overrides=maps_tag(sized))
+        found[size] = load_maps(path) if path.exists() else None
+    return found
+
+
+def size_sentence(
+    results: Mapping[tuple[str, int], LossAtK | None],
+    loss: str,
+    seeds_by_size: Mapping[int, Mapping[str, int]],
+    *,
+    min_seeds: int = 3,
+) -> str:
+    """What ``loss`` does to the maps at each input size, as one sentence for the prose.
+
+    ``results`` is :func:`helpers.across_k.compare_across_k` keyed by size instead of K, and
+    ``seeds_by_size`` the number of stored seeds per kind at each size, so that a size not
+    measured yet says how many models it has and needs, instead of a typed claim.
+    """
+    clauses = []
+    for size in sorted(seeds_by_size):
+        r = results.get((loss, size))
+        if r is None:
+            have = seeds_by_size[size]
+            clauses.append(
+                f"at {size} px it is not measured yet ({have.get('regular', 0)} regular and "
+                f"{have.get(loss, 0)} {loss} models stored; {min_seeds} of each are needed)"
+            )
+        else:
+            seeds = " + ".join(str(r.n_seeds[kind]) for kind in ("regular", loss))
+            clauses.append(
+                f"at {size} px it {PHRASES[r.reading]} (below the control at {len(r.below)} of "
+                f"{r.n_layers} stages; {seeds} seeds)"
+            )
+    return f"The {loss} loss, by input size: " + "; ".join(clauses) + "."
