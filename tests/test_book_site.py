@@ -798,6 +798,23 @@ def test_no_chapter_prose_shows_run_logistics() -> None:
     assert all(queue in appendix for queue in queues), "the appendix lists every queue"
 
 
+def test_no_chapter_prints_a_background_run() -> None:
+    """What a chapter's code prints is on the page too: no ``nohup`` command, no results folder."""
+    for notebook in NOTEBOOKS:
+        for cell in check_notebooks.load(notebook)["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            shown = [check_notebooks.text(cell["source"])]
+            for output in cell.get("outputs", []):
+                shown.append(check_notebooks.text(output.get("text", "")))
+                shown.append(check_notebooks.text(output.get("data", {}).get("text/plain", "")))
+            for banned in ("nohup", "--results-dir"):
+                assert banned not in "\n".join(shown), (
+                    f"{notebook.name}, cell {cell.get('id')}: shows {banned!r}; "
+                    "the commands belong in appendix/reproducing"
+                )
+
+
 def test_the_intros_short_answer_is_short() -> None:
     text = (BOOK / "intro.md").read_text(encoding="utf-8")
     answer = text.split("## The answer in short", 1)[1].split(":::{admonition} How sure", 1)[0]
