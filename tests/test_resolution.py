@@ -177,5 +177,8 @@ def test_the_size_sentence_gives_each_size_its_reading_or_what_is_missing():
         "measured yet (1 regular and 2 article models stored; 3 of each are needed)."
     )
     table = format_across_k(results, key="px")
+    one = {96: seeds[96], 299: {"regular": 0, "article": 1}}
+    assert res.size_sentence(results, "article", one).endswith("(0 regular and 1 article model "
+                                                              "stored; 3 of each are needed).")  # fmt: skip
     assert table.splitlines()[0].startswith("loss      px") and "299  " in table
     assert "not stored yet" in table.splitlines()[2]

@@ -156,10 +156,10 @@ def size_sentence(
     for size in sorted(seeds_by_size):
         r = results.get((loss, size))
         if r is None:
-            have = seeds_by_size[size]
+            regular, other = seeds_by_size[size].get("regular", 0), seeds_by_size[size].get(loss, 0)
             clauses.append(
-                f"at {size} px it is not measured yet ({have.get('regular', 0)} regular and "
-                f"{have.get(loss, 0)} {loss} models stored; {min_seeds} of each are needed)"
+                f"at {size} px it is not measured yet ({regular} regular and {other} {loss} "
+                f"model{'' if other == 1 else 's'} stored; {min_seeds} of each are needed)"
             )
         else:
             seeds = " + ".join(str(r.n_seeds[kind]) for kind in ("regular", loss))
