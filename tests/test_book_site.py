@@ -787,12 +787,15 @@ def chapter_prose() -> dict[str, str]:
     return prose
 
 
+LOGISTICS = ("nohup", "--results-dir")  # a background run and a results folder: the appendix's
+
+
 def test_no_chapter_prose_shows_run_logistics() -> None:
     """Queues, background runs and results folders live in the appendix, not in the story."""
     queues = [p.name for p in (ROOT / "scripts" / "runs").glob("*.txt")]
     assert queues, "scripts/runs/ holds the queue files"
     for name, text in chapter_prose().items():
-        for banned in ("nohup", "--results-dir", *queues):
+        for banned in (*LOGISTICS, *queues):
             assert banned not in text, f"{name} shows {banned!r}: move it to appendix/reproducing"
     appendix = (BOOK / "appendix" / "reproducing.md").read_text(encoding="utf-8")
     assert all(queue in appendix for queue in queues), "the appendix lists every queue"
@@ -808,7 +811,7 @@ def test_no_chapter_prints_a_background_run() -> None:
             for output in cell.get("outputs", []):
                 shown.append(check_notebooks.text(output.get("text", "")))
                 shown.append(check_notebooks.text(output.get("data", {}).get("text/plain", "")))
-            for banned in ("nohup", "--results-dir"):
+            for banned in LOGISTICS:
                 assert banned not in "\n".join(shown), (
                     f"{notebook.name}, cell {cell.get('id')}: shows {banned!r}; "
                     "the commands belong in appendix/reproducing"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from helpers.across_k import PHRASES, LossAtK
@@ -124,7 +125,7 @@ def map_cells(maps: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
 
 
 def stored_maps_by_size(
-    profile: Profile, directory: Any = None, classes: Sequence[str] | None = None
+    profile: Profile, directory: str | Path | None = None, classes: Sequence[str] | None = None
 ) -> dict[int, StoredMaps | None]:
     """``{size: stored maps}`` at both sizes of ``profile``; ``None`` where none are stored.
 
