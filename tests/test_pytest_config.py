@@ -52,3 +52,24 @@ def test_without_xdist_nothing_changes(monkeypatch):
     hook = root_conftest().pytest_cmdline_main(config)
     next(hook)
     assert not hasattr(config.option, "numprocesses")
+
+
+def test_each_worker_gets_its_share_of_the_cores(monkeypatch):
+    share = root_conftest().share_cores_between_workers
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    worker = {"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}
+    share(worker)
+    assert (worker["TF_NUM_INTRAOP_THREADS"], worker["TF_NUM_INTEROP_THREADS"]) == ("4", "2")
+    many = {"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "16"}
+    share(many)
+    assert many["TF_NUM_INTRAOP_THREADS"] == "1"  # never zero threads
+    chosen = {**worker, "TF_NUM_INTRAOP_THREADS": "3"}
+    del chosen["TF_NUM_INTEROP_THREADS"]
+    share(chosen)
+    assert chosen["TF_NUM_INTRAOP_THREADS"] == "3"  # the user's own setting is kept
+
+
+@pytest.mark.parametrize("environ", [{}, {"PYTEST_XDIST_WORKER_COUNT": "1"}])
+def test_a_single_process_keeps_every_core(environ):
+    root_conftest().share_cores_between_workers(environ)
+    assert "TF_NUM_INTRAOP_THREADS" not in environ
