@@ -35,15 +35,7 @@ IMAGE_TYPES = ("image/jpeg", "image/png")
 # Grids still stored at their old width, by (chapter name without its number, cell id): the
 # name drops the number so that renumbering the chapters keeps the list. Remove an entry when
 # its grid is stored again; the test says when.
-_NO_299 = (
-    "the 96-vs-299 px grid needs the 299-px regular and article models (and their 96-px "
-    "partners), which were trained on another machine and are not on this one"
-)
-PENDING: dict[tuple[str, str], str] = {
-    ("gap", "e94af47e"): _NO_299,
-    ("gap", "32fd8ffd"): _NO_299,
-    ("gap", "143aad2a"): _NO_299,
-}
+PENDING: dict[tuple[str, str], str] = {}  # every grid is stored at its new width
 
 
 def chapter_name(notebook: Path) -> str:
