@@ -5,7 +5,10 @@ models, so their printed runs differ from the sweep's).
 A model a chapter loads may also be a *retrain*: the same seed trained again on another machine,
 because the weights of the first run were not on the machine that stored the chapter. Retrains
 are recorded in their own store (``book/results/retrain``), so that the accuracy table keeps the
-first runs; a loaded line must match the run in one of the two stores."""
+first runs. A model may also be a *rerun*: a run trained again, bit-identically (same device
+kind, same history), where its weights were gone; only its wall time differs from the first
+record, and reruns are recorded in ``book/results/rerun``. A loaded line must match the run in
+one of these stores."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ LOADED = re.compile(
 # Runs with overridden profile fields (the gap chapter's arms) are recorded in their own folder.
 OVERRIDDEN = BOOK / "results" / "gap"
 RETRAINED = BOOK / "results" / "retrain"
+RERUN = BOOK / "results" / "rerun"
 
 
 def sweep_key(name: str, seed: str, tag: str = "") -> str:
@@ -56,7 +60,7 @@ def mismatches(notebook: Path) -> list[str]:
     for m in loaded_runs(notebook):
         tag = override_tag(m)
         key = sweep_key(m["name"], m["seed"], tag)
-        stores = [OVERRIDDEN] if tag else [BOOK / "results", RETRAINED]
+        stores = [OVERRIDDEN if tag else BOOK / "results", RETRAINED, RERUN]
         printed = (int(m["best"]), int(m["epochs"]), int(m["wall"]))
         recorded = [run for store in stores if (run := recorded_run(m["profile"], store, key))]
         if not recorded:
@@ -113,3 +117,23 @@ def test_every_stored_chapter_loads_the_recorded_runs():
     # Chapters 2-5 load trained models and say which, so the check above covers each of them.
     for name in ("02_regular", "03_complementary", "04_gradcam", "06_agreement_lab"):
         assert loaded_runs(BOOK / f"{name}.ipynb"), f"{name} prints no run it loads"
+
+
+def test_every_rerun_repeats_a_recorded_run_bit_for_bit():
+    """A rerun is recorded apart only because its wall time differs: same device, same history."""
+    reruns = load_results("laptop", RERUN).get("complementary_sweep", {})
+    runs = {key: entry for key, entry in reruns.items() if "/summary" not in key}
+    assert runs, "the rerun store holds the reruns chapter 7's grids load"
+    for key, entry in runs.items():
+        firsts = [
+            first
+            for store in (BOOK / "results", RETRAINED, OVERRIDDEN)
+            if (first := load_results("laptop", store).get("complementary_sweep", {}).get(key))
+        ]
+        same = [
+            first
+            for first in firsts
+            if first["device"] == entry["device"]
+            and first["value"]["history"] == entry["value"]["history"]
+        ]
+        assert same, f"rerun {key} repeats no recorded run of its device"
