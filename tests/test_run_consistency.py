@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from helpers.results import load_results
 
@@ -70,9 +71,14 @@ def mismatches(notebook: Path) -> list[str]:
     return found
 
 
+def recorded_entry(profile: str, store: Path, key: str) -> dict[str, Any] | None:
+    """A run's whole entry (device, value with its history) in one results store, or None."""
+    return load_results(profile, store).get("complementary_sweep", {}).get(key)
+
+
 def recorded_run(profile: str, store: Path, key: str) -> tuple[int, int, int] | None:
     """(best epoch, epochs, wall seconds) of a run in one results store, or None."""
-    entry = load_results(profile, store).get("complementary_sweep", {}).get(key)
+    entry = recorded_entry(profile, store, key)
     if entry is None:
         return None
     row = entry["value"]
@@ -128,7 +134,7 @@ def test_every_rerun_repeats_a_recorded_run_bit_for_bit():
         firsts = [
             first
             for store in (BOOK / "results", RETRAINED, OVERRIDDEN)
-            if (first := load_results("laptop", store).get("complementary_sweep", {}).get(key))
+            if (first := recorded_entry("laptop", store, key))
         ]
         same = [
             first
