@@ -107,7 +107,7 @@ def test_smoke_queue_records_real_runs_with_overrides_and_a_log(tmp_path, capsys
     runs.write_text(
         "# the default run, then an arm\n"
         "loss=article seed=0\n"
-        "loss=article seed=0 max_train_images=32 patience=2  # fewer images, more patience\n"
+        "loss=article seed=0 max_train_images=16 patience=2  # fewer images, more patience\n"
     )
     log = tmp_path / "queue.log"
     argv = ["--profile", "smoke", "--max-per-class", "10", "--runs", str(runs), "--log", str(log)]
@@ -129,20 +129,20 @@ def test_smoke_queue_records_real_runs_with_overrides_and_a_log(tmp_path, capsys
     assert value["test_images"] == len(data.dataset.y_test)
     assert value["overrides"] == {} and value["precision"] in ("float32", "mixed_bfloat16")
     assert stored["article/summary"]["value"]["n"] == 1
-    arm = stored["article/seed0/max_train_images32-patience2"]["value"]
-    assert arm["overrides"] == {"max_train_images": 32, "patience": 2} and arm["epochs"] == 1
-    assert "article/summary/max_train_images32-patience2" in stored
+    arm = stored["article/seed0/max_train_images16-patience2"]["value"]
+    assert arm["overrides"] == {"max_train_images": 16, "patience": 2} and arm["epochs"] == 1
+    assert "article/summary/max_train_images16-patience2" in stored
     # The arm is a run of its own in the artifacts too.
     folder = tmp_path / "artifacts" / "smoke" / f"tensorflow-{value['precision']}"
     assert sorted(p.name for p in folder.iterdir() if p.suffix != ".lock") == [
-        "complementary-article-cap10-max_train_images32-patience2-seed0",
+        "complementary-article-cap10-max_train_images16-patience2-seed0",
         "complementary-article-cap10-seed0",
     ]
 
     text = log.read_text()
     assert text == capsys.readouterr().out  # the log holds everything printed
     assert "run 1/2: article seed 0 (2 left)" in text
-    assert "run 2/2: article seed 0 max_train_images=32 patience=2 (1 left, about" in text
+    assert "run 2/2: article seed 0 max_train_images=16 patience=2 (1 left, about" in text
     assert text.count("epoch   1/") == 2 and "epoch   1/1 " in text  # one line per epoch
     assert "article      seed 0: true acc" in text and "± 0.000" in text
     assert "(loaded)" not in text
