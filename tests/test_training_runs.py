@@ -2,7 +2,7 @@
 resuming, deadlines, and what makes two runs the same run.
 
 The training pipeline itself (augmentation, batch norm, losses, metrics) is tested in
-``test_training.py``; the two files are apart so that pytest-xdist's workers share them.
+``test_training.py``, whose tiny profile and images these tests share.
 """
 
 import shutil
