@@ -10,14 +10,15 @@
 For each loss (by default chapter 5's three: cross-entropy, stored as ``regular``, article
 and forward) and each seed whose run is complete under ``artifacts/``, computes the
 true-class maps at all 13 residual stages on the chapter's test images, the model's predicted
-class on each of them and its true test accuracy, and writes them to
-``book/results/maps/<profile>.npz`` (``helpers.map_store``). Maps of other classes than the
-book's three go to ``<profile>-<classes>.npz``, and those of runs trained with overridden
-profile fields (``--set image_size=299``, as in a run queue) to ``<profile>-<overrides>.npz``.
-Models already in that file and not on this machine are kept, so seeds trained on different
-machines pool in one file; each keeps the device it was trained on. A model on this machine
-replaces its stored namesake only with ``--replace``: two runs of one seed on two machines are
-different models, and the stored one may be what the stored chapter shows.
+class on each of them and its true test accuracy, and writes them to the folder
+``book/results/maps/<profile>/``, one file per model (``helpers.map_store``). Maps of other
+classes than the book's three go to ``<profile>-<classes>/``, and those of runs trained with
+overridden profile fields (``--set image_size=299``, as in a run queue) to
+``<profile>-<overrides>/``. Only new models' files are written: models already stored and not
+on this machine stay as they are, so seeds trained on different machines pool in one folder,
+each with the device it was trained on. A model on this machine replaces its stored namesake
+only with ``--replace``: two runs of one seed on two machines are different models, and the
+stored one may be what the stored chapter shows.
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ from helpers.map_store import (
     compute_agreement_maps,
     load_maps,
     maps_tag,
-    save_maps,
+    save_model_maps,
     stored_maps_path,
 )
-from helpers.model_bootstrap import parse_model_name
 from helpers.profiles import get_profile, override_profile, parse_overrides
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        help="default: book/results/maps/<profile>[-<overrides>][-<classes>].npz",
+        help="the folder; default: book/results/maps/<profile>[-<overrides>][-<classes>]",
     )
     parser.add_argument("--replace", action="store_true", help="replace stored namesakes")
     parser.add_argument("--device", default=None, help="default: this machine's description")
@@ -90,44 +90,39 @@ def main(argv: list[str] | None = None) -> int:
     exp = prepare_experiment(profile, classes=tuple(args.classes))
     new = compute_agreement_maps(exp, profile, args.seeds, kinds, train=False)
     device = args.device or device_name()
-    maps, devices, accuracies = dict(new.maps), dict.fromkeys(new.maps, device), new.accuracies
-    predictions = dict(new.predictions)
+    write = list(new.maps)
     if out.exists():
         old = load_maps(out)
         if (old.image_indices != new.image_indices).any():
             raise SystemExit(f"{out} holds other test images; move it away or pass --out")
-        for name in old.maps:
-            if name in maps and same_maps(old.maps[name], maps[name]):
-                continue  # the stored model is this machine's: nothing to decide
-            if name in maps and not args.replace:
+        for name in set(old.maps) & set(new.maps):
+            if same_maps(old.maps[name], new.maps[name]):
+                # the stored model is this machine's: rewrite it only to add its predictions
+                if name in old.predictions or name not in new.predictions:
+                    write.remove(name)
+            elif not args.replace:
                 raise SystemExit(
                     f"{name} is stored already (trained on {old.devices[name]}) and on this "
                     "machine too: two different models of one seed. Pass --replace to store "
                     "this machine's, or move its run out of artifacts/ to keep the stored one."
                 )
-            if name not in maps:
-                maps[name], devices[name] = old.maps[name], old.devices[name]
-                accuracies[name] = old.accuracies[name]
-                if name in old.predictions:  # stored before predictions were kept: none
-                    predictions[name] = old.predictions[name]
-    order = sorted(maps, key=parse_model_name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_maps(
+    save_model_maps(
         out,
-        {m: maps[m] for m in order},
+        {m: new.maps[m] for m in write},
         new.image_indices,
-        devices,
+        device,
         labels=new.labels,
-        accuracies=accuracies,
-        predictions=predictions,
+        accuracies=new.accuracies,
+        predictions=new.predictions,
         note=f"profile {profile.name}{f' ({tag})' if tag else ''}; "
         "Grad-CAM of the true class at every residual stage",
     )
-    for m in order:
-        print(f"{m:<12} {accuracies[m]:6.1%}  {devices[m]}")
-    print(
-        f"{len(order)} model{'s' * (len(order) != 1)} -> {out} ({out.stat().st_size / 1e6:.1f} MB)"
-    )
+    stored = load_maps(out)
+    for m in stored.maps:
+        new_here = " (written now)" if m in write else ""
+        print(f"{m:<12} {stored.accuracies[m]:6.1%}  {stored.devices[m]}{new_here}")
+    size = sum(f.stat().st_size for f in out.glob("*.npz")) / 1e6
+    print(f"{len(stored.maps)} model{'s' * (len(stored.maps) != 1)} in {out} ({size:.1f} MB)")
     return 0
 
 

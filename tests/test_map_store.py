@@ -17,7 +17,9 @@ from helpers.map_store import (
     compute_agreement_maps,
     load_maps,
     maps_tag,
+    model_file,
     save_maps,
+    save_model_maps,
     stored_maps_path,
 )
 
@@ -106,39 +108,40 @@ def test_without_training_only_the_runs_on_disk_are_used(fake_runs):
         compute_agreement_maps(fake_experiment(), fake_profile(), (5,), train=False)
 
 
-def test_a_stored_file_is_read_and_one_of_other_images_refused(fake_runs, tmp_path):
+def test_a_stored_folder_is_read_and_one_of_other_images_refused(fake_runs, tmp_path):
     exp, profile = fake_experiment(), fake_profile()
     stored, source = agreement_maps(exp, profile, directory=tmp_path)
     assert source == "computed" and len(fake_runs) == 6
     path = stored_maps_path("smoke", tmp_path)
-    path.parent.mkdir()
-    save_maps(path, stored.maps, stored.image_indices, stored.devices, accuracies=stored.accuracies)
+    save_model_maps(
+        path, stored.maps, stored.image_indices, stored.devices, accuracies=stored.accuracies
+    )
     again, source = agreement_maps(exp, profile, directory=tmp_path)
     assert source == "stored" and len(fake_runs) == 6  # nothing trained the second time
     assert again.accuracies == pytest.approx(stored.accuracies)
     with pytest.raises(ValueError, match="other test images"):
         agreement_maps(exp, fake_profile(cam_images=3), directory=tmp_path)
     kinds = {"regular": "crossentropy", "article": "article"}
-    only, _ = agreement_maps(exp, profile, kinds, directory=tmp_path)  # the file holds forward too
+    only, _ = agreement_maps(exp, profile, kinds, directory=tmp_path)  # forward is stored too
     assert {name.split()[0] for name in stored.maps} == {"regular", "article", "forward"}
-    assert list(only.maps) == [m for m in stored.maps if not m.startswith("forward")]
+    # a stored folder comes in the order of kind and seed
+    assert list(only.maps) == ["article s0", "article s1", "regular s0", "regular s1"]
     assert set(only.devices) == set(only.accuracies) == set(only.maps)
 
 
 def test_other_classes_are_stored_apart_and_other_losses_named_by_loss(fake_runs, tmp_path):
     four = ("airplanes", "watch", "Leopards", "Motorbikes")
-    assert stored_maps_path("laptop", tmp_path).name == "laptop.npz"
-    assert stored_maps_path("laptop", tmp_path, DEFAULT_CLASSES).name == "laptop.npz"
+    assert stored_maps_path("laptop", tmp_path).name == "laptop"
+    assert stored_maps_path("laptop", tmp_path, DEFAULT_CLASSES).name == "laptop"
     path = stored_maps_path("laptop", tmp_path, four)
-    assert path.name == "laptop-airplanes-watch-leopards-motorbikes.npz"
+    assert path.name == "laptop-airplanes-watch-leopards-motorbikes"
     three = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1))
-    path.parent.mkdir()
-    save_maps(stored_maps_path("smoke", tmp_path), three.maps, three.image_indices, "cpu")
+    save_model_maps(stored_maps_path("smoke", tmp_path), three.maps, three.image_indices, "cpu")
     kinds = {"regular": "crossentropy", "scl_exp": "scl_exp"}
     stored, source = agreement_maps(
         fake_experiment(8, four), fake_profile(), kinds, directory=tmp_path
     )
-    assert source == "computed" and len(stored.image_indices) == 8  # not the three classes' file
+    assert source == "computed" and len(stored.image_indices) == 8  # not the three classes' folder
     assert list(stored.maps) == ["regular s0", "regular s1", "scl_exp s0", "scl_exp s1"]
     assert stored.maps["scl_exp s1"]["block2_add"][0, 0, 0] == 41
 
@@ -161,14 +164,7 @@ def test_the_script_documents_itself():
 
 
 def test_the_script_recognises_a_stored_model_as_the_same_one():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "save_maps", ROOT / "scripts" / "save_agreement_maps.py"
-    )
-    assert spec and spec.loader
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script()
     rng = np.random.default_rng(0)
     maps = {"l": rng.random((4, 3, 3)).astype(np.float32)}
     rounded = {"l": maps["l"].astype(np.float16).astype(np.float32)}
@@ -185,22 +181,23 @@ def test_runs_with_overridden_settings_keep_their_maps_apart(fake_runs, tmp_path
     assert maps_tag(override_profile(laptop, {"image_size": "96"})) == ""  # the profile's own
     assert maps_tag(override_profile(laptop, {"cam_images": "8"})) == ""  # same models
     path = stored_maps_path("laptop", tmp_path, overrides=maps_tag(at_299))
-    assert path.name == "laptop-image_size299.npz"
+    assert path.name == "laptop-image_size299"
     four = ("airplanes", "watch", "Leopards", "Motorbikes")
     assert stored_maps_path("laptop", tmp_path, four, overrides="image_size299").name == (
-        "laptop-image_size299-airplanes-watch-leopards-motorbikes.npz"
+        "laptop-image_size299-airplanes-watch-leopards-motorbikes"
     )
     stored = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1))
-    path.parent.mkdir()
-    save_maps(path, stored.maps, stored.image_indices, stored.devices, accuracies=stored.accuracies)
+    save_model_maps(
+        path, stored.maps, stored.image_indices, stored.devices, accuracies=stored.accuracies
+    )
     profile = SimpleNamespace(**vars(fake_profile()), extra=at_299.extra)
     profile.name = "laptop"
     again, source = agreement_maps(fake_experiment(), profile, directory=tmp_path)
-    assert source == "stored" and list(again.maps) == list(stored.maps)
+    assert source == "stored" and set(again.maps) == set(stored.maps)
     plain = SimpleNamespace(**vars(fake_profile()), extra={})
     plain.name = "laptop"
     _, source = agreement_maps(fake_experiment(), plain, directory=tmp_path)
-    assert source == "computed"  # the 96-px profile never reads the 299-px file
+    assert source == "computed"  # the 96-px profile never reads the 299-px folder
 
 
 def test_the_script_refuses_an_unknown_profile_field():
@@ -210,3 +207,111 @@ def test_the_script_refuses_an_unknown_profile_field():
         text=True,
     )
     assert out.returncode == 2 and "Cannot override profile field(s) 'colour'" in out.stderr
+
+
+def test_a_folder_holds_a_file_per_model_and_pools_them_in_kind_and_seed_order(tmp_path):
+    rng = np.random.default_rng(1)
+    maps = {m: {"l": rng.random((3, 2, 2))} for m in ("regular s1", "article s0", "regular s0")}
+    folder = tmp_path / "laptop"
+    written = save_model_maps(
+        folder, maps, [4, 5, 6], {"regular s1": "a", "article s0": "b", "regular s0": "c"},
+        accuracies={"regular s1": 0.9, "article s0": 0.8, "regular s0": 0.7},
+        predictions={"article s0": [0, 1, 2]}, labels=[0, 1, 2], note="n",
+    )  # fmt: skip
+    assert written == [model_file(folder, m) for m in maps]
+    assert sorted(f.name for f in folder.iterdir()) == [
+        "article-s0.npz", "regular-s0.npz", "regular-s1.npz"
+    ]  # fmt: skip
+    pooled = load_maps(folder)
+    assert list(pooled.maps) == ["article s0", "regular s0", "regular s1"]
+    assert pooled.devices == {"article s0": "b", "regular s0": "c", "regular s1": "a"}
+    assert pooled.accuracies["regular s1"] == pytest.approx(0.9)
+    assert list(pooled.predictions) == ["article s0"] and pooled.note == "n"
+    assert np.allclose(pooled.maps["regular s1"]["l"], maps["regular s1"]["l"], rtol=1e-3)
+    before = model_file(folder, "regular s0").read_bytes()
+    save_model_maps(folder, {"forward s0": maps["regular s0"]}, [4, 5, 6], "d", labels=[0, 1, 2])
+    assert model_file(folder, "regular s0").read_bytes() == before  # a new seed leaves it be
+    assert list(load_maps(folder).maps)[1] == "forward s0"
+    with pytest.raises(ValueError, match="must name every model"):
+        save_model_maps(folder, maps, [4, 5, 6], "a", accuracies={"regular s1": 0.9})
+
+
+def test_a_folder_of_other_images_or_no_files_is_refused_with_what_to_do(tmp_path):
+    folder = tmp_path / "laptop"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no maps: store them"):
+        load_maps(folder)
+    maps = {"l": np.ones((2, 2, 2))}
+    save_model_maps(folder, {"regular s0": maps}, [0, 1], "cpu")
+    save_model_maps(folder, {"regular s1": maps}, [0, 2], "cpu")
+    with pytest.raises(ValueError, match="other images or layers"):
+        load_maps(folder)
+    model_file(folder, "regular s1").unlink()
+    save_model_maps(folder, {"regular s1": {"k": maps["l"]}}, [0, 1], "cpu")
+    with pytest.raises(ValueError, match="other images or layers"):
+        load_maps(folder)
+
+
+def test_an_interrupted_save_leaves_the_stored_file_as_it_was(tmp_path, monkeypatch):
+    maps = {"regular s0": {"l": np.ones((2, 2, 2))}}
+    path = save_maps(tmp_path / "m.npz", maps, [0, 1], "cpu")
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_maps(path, {"regular s0": {"l": np.zeros((2, 2, 2))}}, [0, 1], "cpu")
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+
+
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "save_maps", ROOT / "scripts" / "save_agreement_maps.py"
+    )
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_the_script_writes_only_the_models_not_stored_yet(tmp_path, monkeypatch, capsys):
+    from helpers.map_store import StoredMaps
+
+    script = load_script()
+    rng = np.random.default_rng(2)
+    here = {
+        m: {"l": rng.random((3, 2, 2)).astype(np.float32)} for m in ("regular s0", "article s0")
+    }
+
+    def on_machine(names):
+        return StoredMaps(
+            {m: here[m] for m in names}, np.arange(3), dict.fromkeys(names, "x"), None, "",
+            dict.fromkeys(names, 0.5), {m: np.zeros(3, np.int64) for m in names},
+        )  # fmt: skip
+
+    machine = on_machine(["regular s0"])
+    monkeypatch.setattr(script, "prepare_experiment", lambda *a, **k: None)
+    monkeypatch.setattr(script, "compute_agreement_maps", lambda *a, **k: machine)
+    argv = ["--profile", "smoke", "--out", str(tmp_path / "maps"), "--device", "first CPU"]
+    assert script.main(argv) == 0
+    first = model_file(tmp_path / "maps", "regular s0").read_bytes()
+    machine = on_machine(["regular s0", "article s0"])  # the same model, and a new one
+    assert script.main([*argv[:-1], "second CPU"]) == 0
+    assert model_file(tmp_path / "maps", "regular s0").read_bytes() == first
+    assert load_maps(tmp_path / "maps").devices == {
+        "article s0": "second CPU", "regular s0": "first CPU"
+    }  # fmt: skip
+    assert "2 models in" in capsys.readouterr().out
+    here["regular s0"] = {
+        "l": rng.random((3, 2, 2)).astype(np.float32)
+    }  # another model of the same seed
+    machine = on_machine(["regular s0"])
+    with pytest.raises(SystemExit, match="stored already"):
+        script.main(argv)
+    assert script.main([*argv, "--replace"]) == 0
+    assert load_maps(tmp_path / "maps").devices["regular s0"] == "first CPU"
+    assert model_file(tmp_path / "maps", "regular s0").read_bytes() != first

@@ -147,15 +147,14 @@ def test_the_explorer_grid_puts_each_images_sizes_in_consecutive_rows():
 
 
 def test_stored_maps_are_read_per_size_and_a_missing_size_is_none(tmp_path):
-    from helpers.map_store import save_maps
+    from helpers.map_store import save_model_maps
 
     maps = {"regular s0": {"block2_add": np.ones((3, 2, 2), np.float32)}}
-    (tmp_path / "maps").mkdir()
-    save_maps(tmp_path / "maps" / "laptop-image_size299.npz", maps, [0, 1, 2], "a CPU")
+    save_model_maps(tmp_path / "maps" / "laptop-image_size299", maps, [0, 1, 2], "a CPU")
     found = res.stored_maps_by_size(PROFILES["laptop"], tmp_path)
-    assert list(found) == [96, 299] and found[96] is None  # laptop.npz was never stored here
+    assert list(found) == [96, 299] and found[96] is None  # laptop/ was never stored here
     assert list(found[299].maps) == ["regular s0"] and found[299].devices == {"regular s0": "a CPU"}
-    save_maps(tmp_path / "maps" / "laptop.npz", maps, [0, 1, 2], "another CPU")
+    save_model_maps(tmp_path / "maps" / "laptop", maps, [0, 1, 2], "another CPU")
     assert res.stored_maps_by_size(PROFILES["laptop"], tmp_path)[96].devices == {
         "regular s0": "another CPU"
     }

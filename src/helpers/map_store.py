@@ -6,6 +6,11 @@ the test set, each model's device (where it was trained) and, optionally, the la
 maps explain. Maps stay at each layer's own resolution (never upsampled), which keeps the
 file small.
 
+The book's stores (:func:`stored_maps_path`) are folders of one such file per model, written
+by :func:`save_model_maps`: adding a seed writes its file alone, so the files already
+committed never change (one file for all models grew by a model's size at every seed, and
+git kept every version). :func:`load_maps` reads a file or pools a folder.
+
 To store them in float16 without losing small values to underflow, every map is divided by
 its largest absolute value first, and that scale is kept in float32; :func:`load_maps`
 multiplies it back. The rank correlation and the top-region IoU do not depend on a map's
@@ -16,6 +21,7 @@ of the map's maximum can become tied. Pass ``dtype="float32"`` to keep the maps 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +83,7 @@ def save_maps(
     Parameters
     ----------
     path
-        The file; ``.npz`` is appended by NumPy if missing.
+        The file; ``.npz`` is appended if missing.
     maps
         ``{model: {layer: maps (N, h, w)}}``; every model with the same layers and shapes.
     image_indices
@@ -153,12 +159,67 @@ def save_maps(
             arrays[f"map_{i}_{j}"] = (m / scale[:, None, None]).astype(dtype)
             arrays[f"scale_{i}_{j}"] = scale.astype(np.float32)
     out = Path(path)
-    np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
-    return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+    out = out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+    # Written aside and renamed: an interrupted save leaves the stored file as it was.
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with open(partial, "wb") as fh:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
+
+
+def model_file(directory: str | Path, model: str) -> Path:
+    """The file of one model in a store folder: ``"regular s1"`` -> ``regular-s1.npz``."""
+    return Path(directory) / f"{model.replace(' ', '-')}.npz"
+
+
+def save_model_maps(
+    directory: str | Path,
+    maps: Mapping[str, Mapping[str, npt.ArrayLike]],
+    image_indices: npt.ArrayLike,
+    devices: str | Mapping[str, str],
+    *,
+    accuracies: Mapping[str, float] | None = None,
+    predictions: Mapping[str, npt.ArrayLike] | None = None,
+    **kwargs: Any,
+) -> list[Path]:
+    """Write each model of ``maps`` to its own file in ``directory`` (:func:`model_file`).
+
+    Takes :func:`save_maps`'s arguments; models of the folder not in ``maps`` are left as
+    they are. Returns the files written.
+    """
+    dev = dict.fromkeys(maps, devices) if isinstance(devices, str) else devices
+    missing = [m for m in maps if m not in dev or (accuracies is not None and m not in accuracies)]
+    if missing:
+        raise ValueError(f"devices and accuracies (if given) must name every model: {missing}")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return [
+        save_maps(
+            model_file(directory, model),
+            {model: maps[model]},
+            image_indices,
+            {model: dev[model]},
+            accuracies=None if accuracies is None else {model: accuracies[model]},
+            predictions=(
+                {model: predictions[model]} if predictions and model in predictions else None
+            ),
+            **kwargs,
+        )
+        for model in maps
+    ]
 
 
 def load_maps(path: str | Path) -> StoredMaps:
-    """Read a file written by :func:`save_maps`; maps come back as float32 at their scale."""
+    """Read a file written by :func:`save_maps`, or pool a folder of them.
+
+    Maps come back as float32 at their scale. A folder's models come in the order of
+    their kind and seed, and all its files must be of the same images and layers.
+    """
+    if Path(path).is_dir():
+        return _pool(path)
     with np.load(path, allow_pickle=False) as f:
         if int(f["format"]) != FORMAT:
             raise ValueError(f"{path}: map file format {int(f['format'])}, expected {FORMAT}")
@@ -193,6 +254,53 @@ def load_maps(path: str | Path) -> StoredMaps:
         )
 
 
+def _pool(directory: str | Path) -> StoredMaps:
+    from helpers.model_bootstrap import parse_model_name
+
+    files = sorted(Path(directory).glob("*.npz"))
+    if not files:
+        raise FileNotFoundError(
+            f"{directory} holds no maps: store them with scripts/save_agreement_maps.py, "
+            "or remove the empty folder"
+        )
+    parts = [load_maps(f) for f in files]
+    first = parts[0]
+    for f, part in zip(files, parts, strict=True):
+        same_labels = (
+            part.labels is None
+            if first.labels is None
+            else part.labels is not None and np.array_equal(part.labels, first.labels)
+        )
+        layers = list(next(iter(part.maps.values())))
+        if (
+            not np.array_equal(part.image_indices, first.image_indices)
+            or not same_labels
+            or layers != list(next(iter(first.maps.values())))
+        ):
+            raise ValueError(
+                f"{f} holds maps of other images or layers than {files[0].name}: a folder "
+                "pools one experiment's models; move it away or store it again"
+            )
+    names = [m for part in parts for m in part.maps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{directory}: a model is stored in two files ({sorted(names)})")
+    order = sorted(names, key=parse_model_name)
+
+    def merged(field_name: str) -> dict[str, Any]:
+        found = {k: v for part in parts for k, v in getattr(part, field_name).items()}
+        return {m: found[m] for m in order if m in found}
+
+    return StoredMaps(
+        maps=merged("maps"),
+        image_indices=first.image_indices,
+        devices=merged("devices"),
+        labels=first.labels,
+        note=first.note,
+        accuracies=merged("accuracies"),
+        predictions=merged("predictions"),
+    )
+
+
 # The three kinds of training chapter 5 compares, and the loss of each.
 AGREEMENT_KINDS = {"regular": "crossentropy", "article": "article", "forward": "forward"}
 
@@ -204,18 +312,18 @@ def stored_maps_path(
     *,
     overrides: str = "",
 ) -> Path:
-    """Where the agreement maps of ``profile`` are stored: ``<results>/maps/<profile>.npz``.
+    """The folder of the agreement maps of ``profile``: ``<results>/maps/<profile>/``.
 
-    Models trained with overridden settings (``overrides``, a tag from
-    :func:`maps_tag`, e.g. ``image_size299``) and maps of other classes than the book's
-    three (chapter 8's four) get those in the name, as their runs do:
-    ``laptop-image_size299.npz``, ``laptop-airplanes-watch-leopards-motorbikes.npz``.
+    It holds a file per model (:func:`save_model_maps`). Models trained with overridden
+    settings (``overrides``, a tag from :func:`maps_tag`, e.g. ``image_size299``) and maps of
+    other classes than the book's three (chapter 8's four) get those in the name, as their
+    runs do: ``laptop-image_size299``, ``laptop-airplanes-watch-leopards-motorbikes``.
     """
     from helpers.experiment import classes_tag
     from helpers.results import results_dir
 
     parts = [profile, overrides, classes_tag(classes) if classes is not None else ""]
-    name = "-".join(filter(None, parts)) + ".npz"
+    name = "-".join(filter(None, parts))
     return (Path(directory) if directory is not None else results_dir()) / "maps" / name
 
 

@@ -129,8 +129,8 @@ def stored_maps_by_size(
 ) -> dict[int, StoredMaps | None]:
     """``{size: stored maps}`` at both sizes of ``profile``; ``None`` where none are stored.
 
-    The maps are those of ``scripts/save_agreement_maps.py``: ``<profile>.npz`` at the
-    profile's own size, ``<profile>-image_size299.npz`` (the size's override tag) at the other.
+    The maps are those of ``scripts/save_agreement_maps.py``: the folder ``<profile>/`` at the
+    profile's own size, ``<profile>-image_size299/`` (the size's override tag) at the other.
     Reading only, never training: a 299-px run takes about an hour on a CPU.
     """
     found: dict[int, StoredMaps | None] = {}
