@@ -106,6 +106,11 @@ def test_without_training_only_the_runs_on_disk_are_used(fake_runs):
     assert {int(m[-1]) for m in stored.maps} == {0, 1}
     with pytest.raises(FileNotFoundError, match="no trained model"):
         compute_agreement_maps(fake_experiment(), fake_profile(), (5,), train=False)
+    done = set(stored.maps) - {"forward s1"}
+    rest = compute_agreement_maps(fake_experiment(), fake_profile(), (0, 1), train=False, skip=done)
+    assert list(rest.maps) == list(rest.accuracies) == ["forward s1"]  # only the one not stored
+    none = compute_agreement_maps(fake_experiment(), fake_profile(), (0,), train=False, skip=done)
+    assert none.maps == {}  # everything is stored: nothing to compute, and no error
 
 
 def test_a_stored_folder_is_read_and_one_of_other_images_refused(fake_runs, tmp_path):
@@ -315,3 +320,17 @@ def test_the_script_writes_only_the_models_not_stored_yet(tmp_path, monkeypatch,
     assert script.main([*argv, "--replace"]) == 0
     assert load_maps(tmp_path / "maps").devices["regular s0"] == "first CPU"
     assert model_file(tmp_path / "maps", "regular s0").read_bytes() != first
+    # --new-only computes only what is not stored: here nothing, and nothing is rewritten
+    skipped = []
+
+    def compute(*args, skip=(), **kwargs):
+        skipped.extend(skip)
+        return on_machine([m for m in ("regular s0", "article s0") if m not in skip])
+
+    monkeypatch.setattr(script, "compute_agreement_maps", compute)
+    stamps = {f: f.stat().st_mtime_ns for f in (tmp_path / "maps").iterdir()}
+    assert script.main([*argv, "--new-only"]) == 0
+    assert sorted(skipped) == ["article s0", "regular s0"]
+    assert stamps == {f: f.stat().st_mtime_ns for f in (tmp_path / "maps").iterdir()}
+    with pytest.raises(SystemExit):  # argparse: the two flags contradict each other
+        script.main([*argv, "--new-only", "--replace"])

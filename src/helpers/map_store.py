@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,12 +383,14 @@ def compute_agreement_maps(
     kinds: Mapping[str, str] = AGREEMENT_KINDS,
     *,
     train: bool = True,
+    skip: Collection[str] = (),
 ) -> StoredMaps:
     """Maps of the true class at every residual stage, for each kind and seed (``"regular s0"``).
 
     With ``train=False`` only runs already on disk are used (the script's mode); otherwise a
-    missing run is trained. Accuracies are the models' true test accuracies; predictions
-    their predicted classes on the maps' images.
+    missing run is trained. Models named in ``skip`` are left out (those stored already:
+    a 299-px model takes minutes on a CPU). Accuracies are the models' true test accuracies;
+    predictions their predicted classes on the maps' images.
     """
     from helpers.comparisons import true_class_maps
     from helpers.data import preprocess
@@ -401,9 +403,13 @@ def compute_agreement_maps(
     x, y = preprocess(ds.x_test[idx]), ds.y_test[idx]
     maps: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
     accuracies, predictions = {}, {}
+    skipped = 0
     for kind, loss in kinds.items():
         for seed in seeds:
             if not train and not is_trained(exp, loss, seed, profile):
+                continue
+            if f"{kind} s{seed}" in skip:
+                skipped += 1
                 continue
             model = train_run(exp, loss, seed, profile, verbose=False).model
             name = f"{kind} s{seed}"
@@ -411,7 +417,7 @@ def compute_agreement_maps(
             scores = score_run(exp, model)
             accuracies[name] = float(scores["true_accuracy"])
             predictions[name] = np.argmax(scores["probabilities"][idx], axis=1).astype(np.int64)
-    if not maps:
+    if not maps and not skipped:
         raise FileNotFoundError(f"no trained model of {sorted(kinds)} for seeds {list(seeds)}")
     devices = {m: device_name() for m in maps}
     return StoredMaps(maps, idx, devices, y, "", accuracies, predictions)
