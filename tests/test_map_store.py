@@ -255,6 +255,10 @@ def test_a_folder_of_other_images_or_no_files_is_refused_with_what_to_do(tmp_pat
     save_model_maps(folder, {"regular s1": {"k": maps["l"]}}, [0, 1], "cpu")
     with pytest.raises(ValueError, match="other images or layers"):
         load_maps(folder)
+    model_file(folder, "regular s1").unlink()
+    save_maps(folder / "copy.npz", {"regular s0": maps}, [0, 1], "cpu")  # a copied file
+    with pytest.raises(ValueError, match="a model is stored in two files"):
+        load_maps(folder)
 
 
 def test_an_interrupted_save_leaves_the_stored_file_as_it_was(tmp_path, monkeypatch):
