@@ -97,13 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.new_only and args.replace:
         parser.error("--new-only keeps every stored model; it cannot --replace one")
     exp = prepare_experiment(profile, classes=tuple(args.classes))
-    has_maps = out.is_dir() and any(out.glob("*.npz"))
-    stored_names = load_maps(out).maps if args.new_only and has_maps else {}
-    new = compute_agreement_maps(exp, profile, args.seeds, kinds, train=False, skip=stored_names)
+    old = load_maps(out) if out.is_dir() and any(out.glob("*.npz")) else None
+    skip = old.maps if args.new_only and old is not None else {}
+    new = compute_agreement_maps(exp, profile, args.seeds, kinds, train=False, skip=skip)
     device = args.device or device_name()
     write = list(new.maps)
-    if has_maps:
-        old = load_maps(out)
+    if old is not None:
         if (old.image_indices != new.image_indices).any():
             raise SystemExit(f"{out} holds other test images; move it away or pass --out")
         for name in set(old.maps) & set(new.maps):
