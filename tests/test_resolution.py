@@ -181,3 +181,64 @@ def test_the_size_sentence_gives_each_size_its_reading_or_what_is_missing():
                                                               "stored; 3 of each are needed).")  # fmt: skip
     assert table.splitlines()[0].startswith("loss      px") and "299  " in table
     assert "not stored yet" in table.splitlines()[2]
+
+
+def _store(names, size, *, predictions=None, indices=(0, 1, 2, 3), seed=0):
+    from helpers.map_store import StoredMaps
+
+    rng = np.random.default_rng(seed)
+    maps = {n: {"block2_add": rng.random((len(indices), size, size), np.float32)} for n in names}
+    labels = np.array([0, 1, 2, 0])
+    return StoredMaps(maps, np.asarray(indices), dict.fromkeys(names, "a CPU"), labels, "",
+                      predictions=predictions or {})  # fmt: skip
+
+
+def test_same_pairs_use_only_the_seeds_stored_at_every_size_and_each_sizes_own_maps():
+    from helpers.comparisons import agreement_over_pairs
+
+    small = _store(["regular s0", "regular s1", "regular s2", "article s0", "article s1"], 3)
+    large = _store(
+        ["regular s0", "regular s1", "article s0", "article s1", "article s2"], 5, seed=1
+    )
+    found = res.same_pairs_by_size({96: small, 299: large})
+    assert found.seeds == (0, 1) and found.design == comparison_design((0, 1), "article")
+    assert found.no_predictions == [96, 299]  # neither store kept predictions: no "both right"
+    assert {label for _, label in found.per_image} == set(found.design)
+    for size, stored in ((96, small), (299, large)):
+        for label, pairs in found.design.items():
+            expected = agreement_over_pairs(stored.maps, pairs)["block2_add"]["spearman"]
+            got = found.per_image[size, label]["block2_add"]["spearman"]
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_both_right_keeps_per_image_only_the_pairs_whose_models_are_both_right():
+    from helpers.comparisons import agreement_over_pairs
+
+    names = ["regular s0", "regular s1", "article s0", "article s1"]
+    right = np.array([0, 1, 2, 0])
+    wrong_on_0 = np.array([1, 1, 2, 0])  # article s1 misses image 0
+    predictions = {n: right for n in names} | {"article s1": wrong_on_0}
+    small = _store(names, 3)
+    large = _store(names, 5, predictions=predictions, seed=1)
+    found = res.same_pairs_by_size({96: small, 299: large})
+    assert (
+        found.no_predictions == [96]
+        and (96, "regular vs article, both right") not in found.per_image
+    )
+    both = found.per_image[299, "regular vs article, both right"]["block2_add"]["spearman"]
+    every = found.per_image[299, "regular vs article"]["block2_add"]["spearman"]
+    only = agreement_over_pairs(large.maps, [("regular s1", "article s0")])  # image 0's pair
+    assert both[0] == pytest.approx(only["block2_add"]["spearman"][0])
+    np.testing.assert_allclose(both[1:], every[1:])  # elsewhere every pair counts
+
+
+def test_same_pairs_wait_for_two_shared_seeds_and_refuse_different_images():
+    one_seed = _store(["regular s0", "article s0", "regular s1"], 3)
+    two_seeds = _store(["regular s0", "regular s1", "article s0", "article s1"], 5)
+    assert res.same_pairs_by_size({96: one_seed, 299: two_seeds}).design == {}
+    assert res.same_pairs_by_size({96: None, 299: two_seeds}).per_image == {}
+    moved = _store(
+        ["regular s0", "regular s1", "article s0", "article s1"], 3, indices=(0, 1, 2, 5)
+    )
+    with pytest.raises(ValueError, match="different test images"):
+        res.same_pairs_by_size({96: moved, 299: two_seeds})

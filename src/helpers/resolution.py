@@ -6,7 +6,9 @@ and 10x10 at 299 px. This module picks the two sizes for a profile, gathers the 
 both (loading the expensive ones, never starting them by accident), and builds the design
 of model pairs that exist at both sizes, so the two sizes are compared on the same pairs. For
 the verdict over models it reads the maps stored at each size (:func:`stored_maps_by_size`)
-and says what a loss does at each (:func:`size_sentence`).
+and says what a loss does at each (:func:`size_sentence`); the same stored maps give the
+image-by-image comparison on the same pairs at both sizes (:func:`same_pairs_by_size`),
+without any model's weights.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from helpers.across_k import PHRASES, LossAtK
+from helpers.comparisons import PerImage, agreement_over_pairs, comparison_design
 from helpers.experiment import Experiment, is_trained, prepare_experiment, train_run
 from helpers.map_store import StoredMaps, load_maps, maps_tag, stored_maps_path
+from helpers.model_bootstrap import seeds_of
 from helpers.profiles import Profile, override_profile
 
 ORIGINAL_SIZE = 299
@@ -169,3 +175,63 @@ def size_sentence(
                 f"{r.n_layers} stages; {seeds} seeds)"
             )
     return f"The {loss} loss, by input size: " + "; ".join(clauses) + "."
+
+
+@dataclass
+class SamePairs:
+    """:func:`same_pairs_by_size`'s answer: one design, its per-image agreement at each size."""
+
+    seeds: tuple[int, ...]  # the seeds stored for both kinds at every size
+    design: dict[str, list[tuple[str, str]]]  # helpers.comparisons.comparison_design
+    per_image: dict[tuple[int, str], PerImage]  # (size, comparison) -> agreement per image
+    no_predictions: list[int]  # sizes whose maps were stored without predictions
+
+
+def same_pairs_by_size(stored: Mapping[int, StoredMaps | None], kind: str = "article") -> SamePairs:
+    """Chapter 5's comparisons on the *same model pairs* at every size, from stored maps.
+
+    The pairs are those of :func:`helpers.comparisons.comparison_design` over the seeds
+    stored for both regular and ``kind`` at every size, so a difference between the sizes is
+    the size's, not the seeds'. The row ``"regular vs <kind>, both right"`` keeps, per image,
+    the pairs whose models both classify it right; a size stored without predictions has no
+    such row and is listed in ``no_predictions``. With fewer than two shared seeds (or a size
+    with nothing stored) the design is empty: nothing is compared yet.
+
+    Raises
+    ------
+    ValueError
+        For stores of different test images at different sizes: their pairs cannot be read
+        side by side.
+    """
+    present = {size: s for size, s in stored.items() if s is not None}
+    if len(present) < len(stored) or not present:
+        return SamePairs((), {}, {}, [])
+    first, *others = present.values()
+    for other in others:
+        if not np.array_equal(first.image_indices, other.image_indices):
+            raise ValueError(
+                "The stored maps of the two sizes explain different test images; store both "
+                "with scripts/save_agreement_maps.py at the same profile (same cam_images)."
+            )
+    shared = set.intersection(
+        *(set(seeds_of(s.maps, k)) for s in present.values() for k in ("regular", kind))
+    )
+    seeds = tuple(sorted(shared))
+    if len(seeds) < 2:
+        return SamePairs(seeds, {}, {}, [])
+    design = comparison_design(seeds, kind)
+    cross = design[f"regular vs {kind}"]
+    per_image: dict[tuple[int, str], PerImage] = {}
+    no_predictions = []
+    for size, s in present.items():
+        for label, pairs in design.items():
+            per_image[size, label] = agreement_over_pairs(s.maps, pairs)
+        names = {name for pair in cross for name in pair}
+        if s.labels is None or not names <= set(s.predictions):
+            no_predictions.append(size)
+            continue
+        right = {name: s.predictions[name] == s.labels for name in names}
+        per_image[size, f"regular vs {kind}, both right"] = agreement_over_pairs(
+            s.maps, cross, keep=right
+        )
+    return SamePairs(seeds, design, per_image, no_predictions)
