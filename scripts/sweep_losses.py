@@ -143,7 +143,7 @@ def run_queue(
     experiments: dict[tuple[Any, ...], Experiment] = {}
     extra = {"device": manifest["device"], "command": command, "max_per_class": max_per_class}
     rows: list[dict[str, Any]] = []
-    variants: dict[str, None] = {}  # the summary keys, in order
+    summaries: dict[str, dict[str, Any]] = {}  # the summary keys, in order
     trained: list[tuple[int, float]] = []
     for number, spec in enumerate(specs, 1):
         if deadline is not None and time.time() >= deadline:
@@ -190,16 +190,23 @@ def run_queue(
         if not row["finished"]:
             print(f"time is up: {len(specs) - number} runs not started", flush=True)
             break
-        variants[summary_key(key, spec.seed)] = None
-    for key in variants:
-        group = recorded_variant(profile.name, results_dir, key)  # earlier queues' seeds too
-        summary = summarise(group)
-        record(
-            CHAPTER, key, summary[group[0]["loss"]], profile=profile.name, directory=results_dir,
-            **extra,
-        )  # fmt: skip
-        print(f"{key.replace('/summary', '')}:\n{format_summary(summary)}", flush=True)
+        # Summarised at once, not at the end: a queue killed later keeps it current.
+        variant = summary_key(key, spec.seed)
+        summaries[variant] = record_summary(profile.name, results_dir, variant, extra)
+    for variant, summary in summaries.items():
+        print(f"{variant.replace('/summary', '')}:\n{format_summary(summary)}", flush=True)
     return rows
+
+
+def record_summary(
+    profile: str, results_dir: str | None, variant: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Record the summary of every finished run of ``variant`` (earlier queues' seeds too)."""
+    group = recorded_variant(profile, results_dir, variant)
+    summary = summarise(group)
+    record(CHAPTER, variant, summary[group[0]["loss"]], profile=profile, directory=results_dir,
+           **extra)  # fmt: skip
+    return summary
 
 
 def recorded_elsewhere(

@@ -291,3 +291,26 @@ def test_a_time_budget_needs_checkpoints_and_a_positive_length(tmp_path, capsys)
     assert "--hours needs checkpoints" in capsys.readouterr().err
     assert sweep.main([*argv, "--hours", "0"]) == 2
     assert "--hours must be positive" in capsys.readouterr().err
+
+
+def test_a_queue_killed_mid_way_keeps_the_summaries_of_its_finished_runs(tmp_path, monkeypatch):
+    # Long queues are stopped by hand (kill), so a summary written only at the end would be
+    # stale: the second seed's run must update it before the third run starts.
+    calls = []
+
+    def fake_training(data, loss, seed, profile, **kwargs):
+        calls.append(seed)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the queue is killed during its third run
+        return {"loss": loss, "seed": seed, "true_accuracy": 0.5 + 0.25 * seed, "epochs": 3,
+                "pseudo_accuracy": 0.9, "expected_pseudo_accuracy": 0.9, "wall_time_s": 1.0,
+                "loaded_from_cache": False, "finished": True, "precision": "float32"}  # fmt: skip
+
+    monkeypatch.setattr(sweep, "train_and_score", fake_training)
+    monkeypatch.setattr(sweep, "prepare_experiment", lambda *args: None)
+    monkeypatch.setattr(sweep, "recorded_elsewhere", lambda *args: False)
+    specs = parse_runs("loss=article seed=0\nloss=article seed=1\nloss=article seed=2\n")
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_queue(get_profile("smoke"), specs, results_dir=str(tmp_path))
+    summary = load_results("smoke", tmp_path)[sweep.CHAPTER]["article/summary"]["value"]
+    assert summary["seeds"] == [0, 1] and summary["true_accuracy_mean"] == pytest.approx(0.625)
