@@ -221,12 +221,12 @@ def same_pairs_by_size(stored: Mapping[int, StoredMaps | None], kind: str = "art
         return SamePairs(seeds, {}, {}, [])
     design = comparison_design(seeds, kind)
     cross = design[f"regular vs {kind}"]
+    names = {name for pair in cross for name in pair}
     per_image: dict[tuple[int, str], PerImage] = {}
     no_predictions = []
     for size, s in present.items():
         for label, pairs in design.items():
             per_image[size, label] = agreement_over_pairs(s.maps, pairs)
-        names = {name for pair in cross for name in pair}
         if s.labels is None or not names <= set(s.predictions):
             no_predictions.append(size)
             continue
